@@ -1,0 +1,79 @@
+"""Aliases: movable pointers (``@prod``, ``@latest``); every move is recorded."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from sqlalchemy import select
+from sqlalchemy.orm import aliased
+
+from registry.api.refs import checked_alias, checked_repo, checked_version
+from registry.auth import Context, CurrentPrincipal
+from registry.errors import ApiError
+from registry.models import AliasEvent, Version
+from registry.schemas import AliasRequest
+from registry.versions import COMMITTED, aliases_of, find_alias, find_version, get_artifact, move_alias
+
+router = APIRouter(prefix="/v1/artifacts", tags=["aliases"])
+
+
+@router.get("/{namespace}/{name}/aliases")
+def list_aliases(namespace: str, name: str, ctx: Context, principal: CurrentPrincipal) -> dict[str, str]:
+    namespace, name = checked_repo(namespace, name)
+    principal.require_read(namespace)
+    with ctx.transaction() as s:
+        return aliases_of(s, get_artifact(s, namespace, name))
+
+
+@router.put("/{namespace}/{name}/aliases/{alias}")
+def set_alias(
+    namespace: str, name: str, alias: str, body: AliasRequest, ctx: Context, principal: CurrentPrincipal
+) -> dict[str, Any]:
+    namespace, name = checked_repo(namespace, name)
+    alias = checked_alias(alias)
+    principal.require_write(namespace)
+    with ctx.transaction() as s:
+        art = get_artifact(s, namespace, name)
+        if find_version(s, art, alias) is not None:
+            raise ApiError(409, "name_taken", f"{alias!r} is a version of {namespace}/{name}, not usable as alias")
+        target = find_version(s, art, checked_version(body.version))
+        if target is None or target.state != COMMITTED:
+            raise ApiError(404, "version_not_found", f"{namespace}/{name}@{body.version} is not a committed version")
+        event = move_alias(s, art, alias, target, actor=principal.name, reason=body.reason)
+        return {"alias": alias, "version": target.version, "moved": event is not None}
+
+
+@router.delete("/{namespace}/{name}/aliases/{alias}", status_code=204)
+def delete_alias(namespace: str, name: str, alias: str, ctx: Context, principal: CurrentPrincipal) -> None:
+    namespace, name = checked_repo(namespace, name)
+    alias = checked_alias(alias)
+    principal.require_write(namespace)
+    with ctx.transaction() as s:
+        art = get_artifact(s, namespace, name)
+        if find_alias(s, art, alias) is None:
+            raise ApiError(404, "alias_not_found", f"{namespace}/{name}@{alias} is not an alias")
+        move_alias(s, art, alias, None, actor=principal.name, reason="deleted")
+
+
+@router.get("/{namespace}/{name}/aliases/{alias}/history")
+def alias_history(
+    namespace: str, name: str, alias: str, ctx: Context, principal: CurrentPrincipal
+) -> list[dict[str, Any]]:
+    namespace, name = checked_repo(namespace, name)
+    alias = checked_alias(alias)
+    principal.require_read(namespace)
+    before, after = aliased(Version), aliased(Version)
+    with ctx.transaction() as s:
+        art = get_artifact(s, namespace, name)
+        rows = s.execute(
+            select(AliasEvent, before.version, after.version)
+            .outerjoin(before, before.id == AliasEvent.from_version_id)
+            .outerjoin(after, after.id == AliasEvent.to_version_id)
+            .where(AliasEvent.artifact_id == art.id, AliasEvent.alias == alias)
+            .order_by(AliasEvent.id)
+        )
+        return [
+            {"at": ev.at.isoformat(), "actor": ev.actor, "from": old, "to": new, "reason": ev.reason}
+            for ev, old, new in rows
+        ]

@@ -1,0 +1,161 @@
+"""Artifacts and versions: list, show, open (push step 1), commit (push step 3), abort."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Query
+from sqlalchemy import select
+
+from registry.api.refs import checked_repo, checked_version
+from registry.auth import Context, CurrentPrincipal
+from registry.errors import ApiError
+from registry.models import Artifact, Version
+from registry.names import InvalidNameError, validate_kind
+from registry.schemas import OpenVersionRequest
+from registry.versions import (
+    abort_version,
+    aliases_of,
+    commit_version,
+    find_version,
+    get_artifact,
+    get_or_create_artifact,
+    missing_digests,
+    open_version,
+    resolve_ref,
+    version_to_dict,
+)
+from signing.manifest import InvalidManifestError, Manifest
+
+router = APIRouter(prefix="/v1/artifacts", tags=["artifacts"])
+
+
+@router.get("")
+def list_artifacts(
+    ctx: Context,
+    principal: CurrentPrincipal,
+    namespace: str | None = None,
+    kind: str | None = None,
+    limit: int = Query(100, ge=1, le=1000),
+    after: int = Query(0, ge=0, description="cursor: the last id of the previous page"),
+) -> dict[str, Any]:
+    with ctx.transaction() as s:
+        query = select(Artifact).where(Artifact.id > after).order_by(Artifact.id)
+        if namespace:
+            checked_repo(namespace, "x")
+            principal.require_read(namespace)
+            query = query.where(Artifact.namespace == namespace)
+        if kind:
+            query = query.where(Artifact.kind == kind)
+        items: list[dict[str, Any]] = []
+        last = after
+        for art in s.scalars(query.limit(limit * 4)):
+            last = art.id
+            if not principal.can_read(art.namespace):
+                continue
+            items.append(
+                {"artifact": f"{art.namespace}/{art.name}", "kind": art.kind, "aliases": aliases_of(s, art)}
+            )
+            if len(items) == limit:
+                break
+        return {"items": items, "next": last if len(items) == limit else None}
+
+
+@router.get("/{namespace}/{name}")
+def show_artifact(namespace: str, name: str, ctx: Context, principal: CurrentPrincipal) -> dict[str, Any]:
+    namespace, name = checked_repo(namespace, name)
+    principal.require_read(namespace)
+    with ctx.transaction() as s:
+        art = get_artifact(s, namespace, name)
+        aliases = aliases_of(s, art)
+        by_version: dict[str, list[str]] = {}
+        for alias, ver in aliases.items():
+            by_version.setdefault(ver, []).append(alias)
+        versions = s.scalars(select(Version).where(Version.artifact_id == art.id).order_by(Version.id))
+        return {
+            "artifact": f"{art.namespace}/{art.name}",
+            "kind": art.kind,
+            "created_at": art.created_at.isoformat(),
+            "aliases": aliases,
+            "versions": [
+                version_to_dict(v, with_files=False, aliases=by_version.get(v.version, ())) for v in versions
+            ],
+        }
+
+
+@router.post("/{namespace}/{name}/versions", status_code=201)
+def open_version_route(
+    namespace: str, name: str, body: OpenVersionRequest, ctx: Context, principal: CurrentPrincipal
+) -> dict[str, Any]:
+    """Push step 1: declare the manifest; the answer lists the blobs the registry lacks."""
+    namespace, name = checked_repo(namespace, name)
+    principal.require_write(namespace)
+    version_name = checked_version(body.version)
+    try:
+        kind = validate_kind(body.kind)
+    except InvalidNameError as exc:
+        raise ApiError(400, "invalid_kind", str(exc)) from exc
+    if len(body.manifest.files) > ctx.settings.max_manifest_files:
+        raise ApiError(413, "manifest_too_large", f"at most {ctx.settings.max_manifest_files} files per version")
+    try:
+        manifest = Manifest.from_dict(body.manifest.model_dump())
+    except InvalidManifestError as exc:
+        raise ApiError(400, "invalid_manifest", str(exc)) from exc
+    for entry in manifest.files:
+        if not entry.digest.startswith("sha256:"):
+            raise ApiError(400, "invalid_manifest", f"{entry.path}: registry manifests use sha256 digests")
+        if entry.size > ctx.settings.max_blob_size:
+            raise ApiError(413, "blob_too_large", f"{entry.path} is larger than the registry's blob limit")
+    with ctx.transaction() as s:
+        art = get_or_create_artifact(s, namespace, name, kind, principal.name)
+        version, resumed = open_version(
+            s, ctx.blobs, art, version_name, manifest, actor=principal.name, description=body.description
+        )
+        missing = missing_digests(s, ctx.blobs, manifest)
+        return {
+            "version": version_to_dict(version, with_files=False),
+            "resumed": resumed,
+            "missing": missing,
+            "upload_url": f"/v1/artifacts/{namespace}/{name}/versions/{version_name}/blobs/{{digest}}",
+        }
+
+
+@router.post("/{namespace}/{name}/versions/{version}/commit")
+def commit_version_route(
+    namespace: str, name: str, version: str, ctx: Context, principal: CurrentPrincipal
+) -> dict[str, Any]:
+    """Push step 3: check every blob, then make the version immutable."""
+    namespace, name = checked_repo(namespace, name)
+    principal.require_write(namespace)
+    with ctx.transaction() as s:
+        art = get_artifact(s, namespace, name)
+        row = find_version(s, art, checked_version(version))
+        if row is None:
+            raise ApiError(404, "version_not_found", f"{namespace}/{name}@{version} has not been opened")
+        commit_version(s, ctx.blobs, row, actor=principal.name)
+        return version_to_dict(row, aliases=[a for a, v in aliases_of(s, art).items() if v == row.version])
+
+
+@router.delete("/{namespace}/{name}/versions/{version}", status_code=204)
+def abort_version_route(namespace: str, name: str, version: str, ctx: Context, principal: CurrentPrincipal) -> None:
+    """Abandon an open (uncommitted) version. Committed versions are immutable."""
+    namespace, name = checked_repo(namespace, name)
+    principal.require_write(namespace)
+    with ctx.transaction() as s:
+        art = get_artifact(s, namespace, name)
+        row = find_version(s, art, checked_version(version))
+        if row is None:
+            raise ApiError(404, "version_not_found", f"{namespace}/{name}@{version} not found")
+        abort_version(s, row)
+
+
+@router.get("/{namespace}/{name}/versions/{ref}")
+def show_version(namespace: str, name: str, ref: str, ctx: Context, principal: CurrentPrincipal) -> dict[str, Any]:
+    """A committed version by version name or alias, with its manifest."""
+    namespace, name = checked_repo(namespace, name)
+    principal.require_read(namespace)
+    with ctx.transaction() as s:
+        art = get_artifact(s, namespace, name)
+        row = resolve_ref(s, art, checked_version(ref))
+        aliases = [a for a, v in aliases_of(s, art).items() if v == row.version]
+        return version_to_dict(row, aliases=aliases)

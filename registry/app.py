@@ -1,0 +1,35 @@
+"""The FastAPI application: routers, error handlers, limits. OpenAPI is served at /docs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+
+from registry import __version__
+from registry.api import aliases, blobs, tokens, versions
+from registry.context import RegistryContext
+from registry.errors import install_error_handlers
+from registry.limits import BodyLimitMiddleware
+from registry.settings import Settings
+
+
+def create_app(settings: Settings | None = None, ctx: RegistryContext | None = None) -> FastAPI:
+    settings = settings or Settings()
+    ctx = ctx or RegistryContext.create(settings)
+    app = FastAPI(
+        title="mir — model integrity registry",
+        version=__version__,
+        description="Push, verify and audit models and datasets.",
+    )
+    app.state.ctx = ctx
+    install_error_handlers(app)
+    for module in (versions, blobs, aliases, tokens):
+        app.include_router(module.router)
+
+    @app.get("/v1/health", tags=["meta"])
+    def health() -> dict[str, Any]:
+        return {"status": "ok", "version": __version__}
+
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_json_bytes)
+    return app

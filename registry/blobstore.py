@@ -1,0 +1,132 @@
+"""Content-addressed blob storage on a local directory.
+
+Writes are hashed as they stream in, checked against the expected digest and
+size, fsynced and renamed into place, so a blob path either holds exactly the
+bytes its digest names or does not exist. A crash leaves only temp files,
+which are swept on start.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+from signing.digests import parse_digest
+
+
+class BlobDigestMismatch(ValueError):
+    """The uploaded bytes do not hash to the digest they were sent under."""
+
+
+class BlobSizeMismatch(ValueError):
+    """The uploaded body is longer or shorter than the declared size."""
+
+
+class BlobTooLarge(BlobSizeMismatch):
+    """The body grew past the declared size; the upload was cut off early."""
+
+
+class BlobWriter:
+    """Streams one blob to a temp file while hashing it; ``commit`` makes it visible."""
+
+    def __init__(self, store: LocalBlobStore, digest: str, expected_size: int) -> None:
+        algorithm, self._hex = parse_digest(digest)
+        if algorithm != "sha256":
+            raise ValueError("the blob store addresses content by sha256 only")
+        self._store = store
+        self.digest = digest
+        self.expected_size = expected_size
+        self.written = 0
+        self._hasher = hashlib.sha256()
+        store.tmp_dir.mkdir(parents=True, exist_ok=True)
+        self.tmp_path = store.tmp_dir / f"{self._hex}.{os.getpid()}.{time.monotonic_ns()}.part"
+        self._fd: int | None = os.open(self.tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+
+    def write(self, chunk: bytes) -> None:
+        """Append a chunk; refuses to grow past the declared size (so an oversize body stops early)."""
+        if self.written + len(chunk) > self.expected_size:
+            raise BlobTooLarge(f"body is larger than the declared size of {self.expected_size} bytes")
+        assert self._fd is not None
+        self._hasher.update(chunk)
+        view = memoryview(chunk)
+        while view:
+            n = os.write(self._fd, view)
+            view = view[n:]
+        self.written += len(chunk)
+
+    def commit(self) -> None:
+        """Check size and digest, fsync, and atomically rename into place."""
+        if self.written != self.expected_size:
+            raise BlobSizeMismatch(f"body has {self.written} bytes, the manifest declares {self.expected_size}")
+        actual = self._hasher.hexdigest()
+        if actual != self._hex:
+            raise BlobDigestMismatch(f"body hashes to sha256:{actual}, not {self.digest}")
+        assert self._fd is not None
+        os.fsync(self._fd)
+        os.close(self._fd)
+        self._fd = None
+        final = self._store.path_for(self.digest)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self.tmp_path, final)
+        _fsync_dir(final.parent)
+
+    def abort(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        self.tmp_path.unlink(missing_ok=True)
+
+
+class LocalBlobStore:
+    """Blobs under ``root/sha256/ab/cd/<hex>``, temp files under ``root/tmp``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.tmp_dir = root / "tmp"
+        root.mkdir(parents=True, exist_ok=True)
+
+    @classmethod
+    def from_url(cls, url: str) -> LocalBlobStore:
+        parsed = urlparse(url)
+        if parsed.scheme not in ("file", ""):
+            raise ValueError(f"unsupported blob store {url!r}: only file:// is available in this build")
+        return cls(Path(parsed.path if parsed.scheme else url))
+
+    def path_for(self, digest: str) -> Path:
+        _algorithm, hex_ = parse_digest(digest)
+        return self.root / "sha256" / hex_[:2] / hex_[2:4] / hex_
+
+    def exists(self, digest: str, size: int | None = None) -> bool:
+        try:
+            st = self.path_for(digest).stat()
+        except FileNotFoundError:
+            return False
+        return size is None or st.st_size == size
+
+    def writer(self, digest: str, expected_size: int) -> BlobWriter:
+        return BlobWriter(self, digest, expected_size)
+
+    def sweep_temp(self, older_than_s: float = 0) -> int:
+        """Remove temp files left by crashed uploads; returns how many were removed."""
+        if not self.tmp_dir.exists():
+            return 0
+        now, removed = time.time(), 0
+        for tmp in self.tmp_dir.glob("*.part"):
+            try:
+                if now - tmp.stat().st_mtime >= older_than_s:
+                    tmp.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                continue
+        return removed
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,68 @@
+"""``mir serve``: migrate, bootstrap the first admin token, and listen."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import uvicorn
+from rich.console import Console
+
+from registry.app import create_app
+from registry.auth import count_tokens, create_token
+from registry.config import save_credentials
+from registry.context import RegistryContext
+from registry.migrate import SchemaMismatchError, ensure_schema
+from registry.settings import Settings
+
+STALE_TEMP_SECONDS = 3600
+
+
+def prepare(settings: Settings, console: Console) -> RegistryContext:
+    """Open the database and blob store, bring the schema up to date, create the first admin token."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    ctx = RegistryContext.create(settings)
+    try:
+        ensure_schema(ctx.engine, settings.resolved_database_url, auto_migrate=settings.auto_migrate)
+    except SchemaMismatchError as exc:
+        console.print(f"[red]mir: {exc}[/red]")
+        raise SystemExit(1) from exc
+    ctx.blobs.sweep_temp(older_than_s=STALE_TEMP_SECONDS)
+    with ctx.transaction() as session:
+        if count_tokens(session) == 0:
+            _, secret = create_token(session, "admin", ["admin"], created_by="mir serve (first start)")
+        else:
+            secret = None
+    if secret is not None:
+        saved = save_credentials(settings.base_url, secret)
+        console.print("[bold]First start: created an admin token. It is shown once:[/bold]")
+        console.print(f"  {secret}")
+        console.print(f"  (saved for the local `mir` CLI in {saved})")
+    return ctx
+
+
+def serve(settings: Settings | None = None) -> None:
+    settings = settings or Settings()
+    console = Console(stderr=True)
+    ctx = prepare(settings, console)
+    app = create_app(settings, ctx)
+    console.print(f"mir {_db_label(settings)} · blobs {settings.resolved_blob_store}")
+    console.print(f"[bold green]mir listening on {settings.base_url}[/bold green]")
+    console.print(f"API docs: {settings.base_url}/docs")
+    console.print(f"log in from another machine: mir login {settings.base_url} --token <token>")
+    logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=settings.log_level == "debug",
+        h11_max_incomplete_event_size=64 * 1024,
+    )
+
+
+def _db_label(settings: Settings) -> str:
+    url = settings.resolved_database_url
+    if url.startswith("sqlite"):
+        return f"database {url}"
+    return "database " + url.split("@")[-1]  # never print credentials

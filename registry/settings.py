@@ -1,0 +1,50 @@
+"""Service settings, read from ``MIR_*`` environment variables.
+
+The defaults make ``mir serve`` work with no configuration at all: SQLite in
+WAL mode and blobs under ``./mir-data/``. Switching to PostgreSQL is one
+variable (``MIR_DATABASE_URL``).
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MiB = 1 << 20
+
+
+class Settings(BaseSettings):
+    """Everything the server needs to know, with safe local defaults."""
+
+    model_config = SettingsConfigDict(env_prefix="MIR_", extra="ignore")
+
+    data_dir: Path = Path("mir-data")
+    database_url: str | None = None
+    blob_store: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8470
+    public_url: str | None = None
+    # Upload/download streaming: memory is bounded by this, not by artifact size.
+    chunk_size: int = 1 * MiB
+    max_blob_size: int = 1 << 40
+    max_manifest_files: int = 100_000
+    max_request_json_bytes: int = 64 * MiB
+    auto_migrate: bool = True
+    open_version_ttl_hours: int = 72
+    log_level: str = "info"
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'mir.db').resolve()}"
+
+    @cached_property
+    def resolved_blob_store(self) -> str:
+        return self.blob_store or f"file://{(self.data_dir / 'blobs').resolve()}"
+
+    @property
+    def base_url(self) -> str:
+        return self.public_url or f"http://{self.host}:{self.port}"

@@ -1,0 +1,79 @@
+"""Scan reports: a verdict plus the findings that justify it.
+
+Verdicts are ordered by severity. ``error`` ranks above ``suspicious`` for the
+purpose of "is it clean?" (it is not), but a combined report keeps the worst
+*known-bad* verdict visible: malicious beats error beats suspicious beats clean.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class Verdict(StrEnum):
+    CLEAN = "clean"
+    SUSPICIOUS = "suspicious"
+    ERROR = "error"
+    MALICIOUS = "malicious"
+
+    @property
+    def rank(self) -> int:
+        return _RANK[self]
+
+    @property
+    def is_clean(self) -> bool:
+        return self is Verdict.CLEAN
+
+
+_RANK = {Verdict.CLEAN: 0, Verdict.SUSPICIOUS: 1, Verdict.ERROR: 2, Verdict.MALICIOUS: 3}
+
+
+def worst(verdicts: list[Verdict]) -> Verdict:
+    """The most severe verdict; an empty list is clean."""
+    return max(verdicts, key=lambda v: v.rank, default=Verdict.CLEAN)
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One reason behind a verdict: where it was found and why it matters."""
+
+    severity: Verdict
+    message: str
+    member: str | None = None
+    offset: int | None = None
+    symbol: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "severity": self.severity.value,
+            "message": self.message,
+            "member": self.member,
+            "offset": self.offset,
+            "symbol": self.symbol,
+        }
+
+
+@dataclass(slots=True)
+class Report:
+    """A scanner's verdict on one file (or blob), with the detected format."""
+
+    scanner: str
+    format: str
+    verdict: Verdict = Verdict.CLEAN
+    findings: list[Finding] = field(default_factory=list)
+    path: str | None = None
+
+    def add(self, finding: Finding) -> None:
+        self.findings.append(finding)
+        self.verdict = worst([self.verdict, finding.severity])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "scanner": self.scanner,
+            "format": self.format,
+            "verdict": self.verdict.value,
+            "path": self.path,
+            "findings": [f.to_dict() for f in self.findings],
+        }

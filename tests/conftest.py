@@ -1,0 +1,26 @@
+"""Shared fixtures: databases on both backends and the real server on loopback."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.databases import BACKENDS, database_url
+from tests.support.server import LiveServer, live_server
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database, once on SQLite and once on PostgreSQL."""
+    with database_url(request.param, tmp_path) as url:
+        yield url
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """The real ``mir serve`` on a free loopback port, one per module and backend."""
+    workdir = tmp_path_factory.mktemp(f"server-{request.param}")
+    with database_url(request.param, workdir) as url, live_server(url, workdir) as live:
+        yield live
