@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from registry import __version__
-from registry.api import aliases, blobs, tokens, versions
+from registry.api import aliases, audit, blobs, tokens, versions
 from registry.context import RegistryContext
 from registry.errors import install_error_handlers
 from registry.limits import BodyLimitMiddleware
@@ -24,7 +24,7 @@ def create_app(settings: Settings | None = None, ctx: RegistryContext | None = N
     )
     app.state.ctx = ctx
     install_error_handlers(app)
-    for module in (versions, blobs, aliases, tokens):
+    for module in (versions, blobs, aliases, tokens, audit):
         app.include_router(module.router)
 
     @app.get("/v1/health", tags=["meta"])

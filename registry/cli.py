@@ -270,6 +270,11 @@ def token_revoke(
     out.print(f"revoked token {token_id}")
 
 
+from registry import cli_audit  # noqa: E402 - sub-command modules register themselves on the app
+
+cli_audit.register(app)
+
+
 def main() -> None:
     app()
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from threading import Lock
 
 from fastapi import Request
 from sqlalchemy import Engine
@@ -12,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from registry.blobstore import LocalBlobStore
 from registry.db import make_engine, make_session_factory, session_scope
+from registry.registry_key import RegistrySigner, load_or_create
 from registry.settings import Settings
 
 
@@ -21,6 +23,8 @@ class RegistryContext:
     engine: Engine
     sessions: sessionmaker[Session]
     blobs: LocalBlobStore
+    _signer: RegistrySigner | None = field(default=None, repr=False)
+    _signer_lock: Lock = field(default_factory=Lock, repr=False)
 
     @classmethod
     def create(cls, settings: Settings) -> RegistryContext:
@@ -31,6 +35,15 @@ class RegistryContext:
             sessions=make_session_factory(engine),
             blobs=LocalBlobStore.from_url(settings.resolved_blob_store),
         )
+
+    @property
+    def signer(self) -> RegistrySigner:
+        """The registry's signing key, loaded (or created on first start) once per process."""
+        with self._signer_lock:
+            if self._signer is None:
+                with self.transaction() as session:
+                    self._signer = load_or_create(session, self.settings)
+            return self._signer
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:

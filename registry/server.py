@@ -8,6 +8,7 @@ import sys
 import uvicorn
 from rich.console import Console
 
+from registry import audit
 from registry.app import create_app
 from registry.auth import count_tokens, create_token
 from registry.config import save_credentials
@@ -28,9 +29,14 @@ def prepare(settings: Settings, console: Console) -> RegistryContext:
         console.print(f"[red]mir: {exc}[/red]")
         raise SystemExit(1) from exc
     ctx.blobs.sweep_temp(older_than_s=STALE_TEMP_SECONDS)
+    signer = ctx.signer
     with ctx.transaction() as session:
         if count_tokens(session) == 0:
-            _, secret = create_token(session, "admin", ["admin"], created_by="mir serve (first start)")
+            row, secret = create_token(session, "admin", ["admin"], created_by="mir serve (first start)")
+            audit.record(session, action="token.created", actor="mir serve (first start)",
+                         details={"token_id": row.id, "name": row.name, "scopes": row.scopes})
+            audit.record(session, action="registry.key_created", actor="mir serve (first start)",
+                         details={"key_id": signer.key_id, "public_key": signer.public_pem})
         else:
             secret = None
     if secret is not None:

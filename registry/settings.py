@@ -34,6 +34,10 @@ class Settings(BaseSettings):
     auto_migrate: bool = True
     open_version_ttl_hours: int = 72
     log_level: str = "info"
+    # Passphrase that encrypts the registry's private signing key at rest. When unset, one is
+    # generated on first start into <data_dir>/secrets/ (mode 0600); set it from a secret store in production.
+    signing_passphrase: str | None = None
+    log_id: str = "mir"
 
     @cached_property
     def resolved_database_url(self) -> str:

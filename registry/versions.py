@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from registry import audit
 from registry.blobstore import LocalBlobStore
 from registry.errors import ApiError, not_found
 from registry.models import Alias, AliasEvent, Artifact, Blob, Version, VersionFile, utcnow
@@ -126,6 +127,10 @@ def open_version(
         if raced is None:
             raise
         return _resume(raced, manifest), True
+    audit.record(
+        session, action="version.opened", actor=actor, namespace=artifact.namespace, name=artifact.name,
+        version=version_name, details={"manifest_digest": version.manifest_digest, "kind": artifact.kind},
+    )
     return version, False
 
 
@@ -171,13 +176,23 @@ def commit_version(session: Session, blobs: LocalBlobStore, version: Version, *,
         )
     version.state = COMMITTED
     version.committed_at = utcnow()
+    audit.record(
+        session, action="version.committed", actor=actor, namespace=version.artifact.namespace,
+        name=version.artifact.name, version=version.version,
+        details={"manifest_digest": version.manifest_digest, "file_count": version.file_count,
+                 "total_size": version.total_size},
+    )
     move_alias(session, version.artifact, LATEST, version, actor=actor, reason="commit")
     return version
 
 
-def abort_version(session: Session, version: Version) -> None:
+def abort_version(session: Session, version: Version, *, actor: str) -> None:
     if version.state == COMMITTED:
         raise ApiError(409, "version_exists", "committed versions cannot be deleted")
+    audit.record(
+        session, action="version.aborted", actor=actor, namespace=version.artifact.namespace,
+        name=version.artifact.name, version=version.version, details={"manifest_digest": version.manifest_digest},
+    )
     session.delete(version)
 
 
@@ -219,6 +234,14 @@ def move_alias(
     )
     session.add(event)
     session.flush()
+    old = session.get(Version, before) if before is not None else None
+    audit.record(
+        session, action="alias.moved", actor=actor, namespace=artifact.namespace, name=artifact.name,
+        version=version.version if version is not None else None,
+        details={"alias": alias_name, "from": old.version if old is not None else None,
+                 "to": version.version if version is not None else None,
+                 "manifest_digest": version.manifest_digest if version is not None else None, "reason": reason},
+    )
     return event
 
 

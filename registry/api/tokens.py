@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter
 from sqlalchemy import select
 
+from registry import audit
 from registry.auth import Context, CurrentPrincipal, create_token
 from registry.errors import ApiError
 from registry.models import ApiToken, utcnow
@@ -42,6 +43,9 @@ def create_token_route(body: TokenRequest, ctx: Context, principal: CurrentPrinc
     expires = utcnow() + timedelta(days=body.expires_in_days) if body.expires_in_days else None
     with ctx.transaction() as s:
         row, secret = create_token(s, body.name, body.scopes, created_by=principal.name, expires_at=expires)
+        audit.record(s, action="token.created", actor=principal.name,
+                     details={"token_id": row.id, "name": row.name, "scopes": row.scopes,
+                              "expires_at": row.expires_at.isoformat() if row.expires_at else None})
         return {**_token_dict(row), "token": secret}
 
 
@@ -64,4 +68,6 @@ def revoke_token(token_id: int, body: RevokeRequest, ctx: Context, principal: Cu
         if row.revoked_at is None:
             row.revoked_at = utcnow()
             row.revoked_reason = body.reason
+            audit.record(s, action="token.revoked", actor=principal.name,
+                         details={"token_id": row.id, "name": row.name, "reason": body.reason})
         return _token_dict(row)

@@ -146,7 +146,7 @@ def abort_version_route(namespace: str, name: str, version: str, ctx: Context, p
         row = find_version(s, art, checked_version(version))
         if row is None:
             raise ApiError(404, "version_not_found", f"{namespace}/{name}@{version} not found")
-        abort_version(s, row)
+        abort_version(s, row, actor=principal.name)
 
 
 @router.get("/{namespace}/{name}/versions/{ref}")

@@ -40,6 +40,7 @@ class LiveServer:
         """Environment for a CLI run against this server (its own config dir, so nothing leaks)."""
         env = {**os.environ, **self.extra_env, "MIR_URL": self.url, "MIR_CONFIG_DIR": str(self.config_dir)}
         env["MIR_TOKEN"] = token if token is not None else self.admin_token
+        env["COLUMNS"] = "400"  # rich would otherwise truncate tables to 80 columns when piped
         env.update(extra)
         env.pop("MIR_DATABASE_URL", None)
         return env
