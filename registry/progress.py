@@ -26,6 +26,7 @@ class RichProgress:
     """Byte-based rich progress bars on stderr."""
 
     def __init__(self) -> None:
+        from rich.console import Console
         from rich.progress import (
             BarColumn,
             DownloadColumn,
@@ -34,8 +35,6 @@ class RichProgress:
             TransferSpeedColumn,
         )
         from rich.progress import Progress as _RichProgress
-
-        from rich.console import Console
 
         self._bars = _RichProgress(
             TextColumn("{task.description}"),
