@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from pathlib import Path
@@ -162,10 +163,17 @@ def hash_tree_files(
     # Largest first, so the one big file starts at once while the others share the small ones.
     order = sorted(range(len(files)), key=lambda i: files[i].size, reverse=True)
 
+    buffers = threading.local()  # one chunk buffer per thread, not one per file
+
     def work(index: int) -> FileEntry:
         tree_file = files[index]
         threads = n_workers if algorithm == "blake3" and tree_file.size >= BLAKE3_THREADED_MIN_SIZE else 1
-        size, hexdigest = hash_range(tree_file.source, 0, None, algorithm, threads=threads, chunk_size=chunk_size)
+        buf = getattr(buffers, "buf", None)
+        if buf is None:
+            buf = buffers.buf = bytearray(chunk_size)
+        size, hexdigest = hash_range(
+            tree_file.source, 0, None, algorithm, threads=threads, chunk_size=chunk_size, buffer=buf
+        )
         return FileEntry(path=tree_file.path, size=size, digest=f"{algorithm}:{hexdigest}")
 
     entries = run_parallel(work, order, n_workers)
