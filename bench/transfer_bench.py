@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.support.server import live_server  # noqa: E402
+from tests.support.server import live_server
 
 MiB = 1 << 20
 
@@ -40,8 +40,9 @@ CLIENT = textwrap.dedent(
             t1 = t0
             c.pull(a, b)
         t2 = time.perf_counter()
-    print(json.dumps({"total": t2 - t0, "hash": t1 - t0, "transfer": t2 - t1,
-                      "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    # VmHWM is this process's own peak; ru_maxrss would include the parent's RSS at fork time.
+    hwm = next(l for l in open("/proc/self/status").read().splitlines() if l.startswith("VmHWM:"))
+    print(json.dumps({"total": t2 - t0, "hash": t1 - t0, "transfer": t2 - t1, "rss_mib": int(hwm.split()[1]) / 1024}))
     """
 )
 
@@ -98,11 +99,13 @@ def main() -> None:
 
     print(f"file: {size / MiB:.0f} MiB, loopback, SQLite + local blobs, page cache warm for reads")
     print(line("cp (+sync)", cp_s, ""))
-    print(line("mir push: hash+upload+commit", rows["push"]["total"], f"client peak RSS {rows['push']['rss_mib']:.0f} MiB"))
+    push_rss, pull_rss = rows["push"]["rss_mib"], rows["pull"]["rss_mib"]
+    print(line("mir push: hash+upload+commit", rows["push"]["total"], f"client peak RSS {push_rss:.0f} MiB"))
     print(line("  of which local hashing", rows["push"]["hash"], ""))
     print(line("  of which upload+commit", rows["push"]["transfer"], ""))
-    print(line("mir pull: download+verify", rows["pull"]["total"], f"client peak RSS {rows['pull']['rss_mib']:.0f} MiB"))
-    print(f"server peak RSS: {server_rss:.0f} MiB (at start {base_rss:.0f} MiB, growth {server_rss - base_rss:.0f} MiB)")
+    print(line("mir pull: download+verify", rows["pull"]["total"], f"client peak RSS {pull_rss:.0f} MiB"))
+    growth = server_rss - base_rss
+    print(f"server peak RSS: {server_rss:.0f} MiB (at start {base_rss:.0f} MiB, growth {growth:.0f} MiB)")
     shutil.rmtree(work, ignore_errors=True)
 
 

@@ -77,3 +77,42 @@ class Report:
             "path": self.path,
             "findings": [f.to_dict() for f in self.findings],
         }
+
+
+def finding_from_dict(data: dict[str, Any]) -> Finding:
+    """Inverse of ``Finding.to_dict`` (for reports that cross a process boundary); ValueError if malformed."""
+    try:
+        offset = data.get("offset")
+        if offset is not None and (not isinstance(offset, int) or isinstance(offset, bool)):
+            raise ValueError("offset must be an integer or null")
+        for key in ("member", "symbol"):
+            if data.get(key) is not None and not isinstance(data[key], str):
+                raise ValueError(f"{key} must be a string or null")
+        if not isinstance(data["message"], str):
+            raise ValueError("message must be a string")
+        return Finding(Verdict(data["severity"]), data["message"], data.get("member"), offset, data.get("symbol"))
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"malformed finding: {exc!r}") from None
+
+
+def report_from_dict(data: dict[str, Any]) -> Report:
+    """Inverse of ``Report.to_dict``; ValueError if malformed. The verdict is recomputed from the findings
+    and never allowed to be better than the one recorded."""
+    try:
+        if not isinstance(data["scanner"], str) or not isinstance(data["format"], str):
+            raise ValueError("scanner and format must be strings")
+        path = data.get("path")
+        if path is not None and not isinstance(path, str):
+            raise ValueError("path must be a string or null")
+        report = Report(scanner=data["scanner"], format=data["format"], path=path)
+        findings = data["findings"]
+        if not isinstance(findings, list):
+            raise ValueError("findings must be a list")
+        for item in findings:
+            if not isinstance(item, dict):
+                raise ValueError("each finding must be an object")
+            report.add(finding_from_dict(item))
+        report.verdict = worst([report.verdict, Verdict(data["verdict"])])
+        return report
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"malformed report: {exc!r}") from None

@@ -1,0 +1,106 @@
+"""``mir scan PATH...``: scan local files for unsafe pickles and malformed model files, no server needed.
+
+Directories are walked recursively (symlinked directories are not followed, so a
+link loop cannot hang the scan). Exit status: 0 when every file is clean, 1 when
+any is malicious or suspicious, 2 when none is malicious but some could not be
+scanned (a missing path, a read error, a parse error).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from scanners import Finding, Report, Verdict, scan_path
+from scanners.sandbox import scan_path_sandboxed
+
+EXIT_CLEAN = 0
+EXIT_FLAGGED = 1
+EXIT_ERROR = 2
+
+_STYLE = {
+    Verdict.CLEAN: "green",
+    Verdict.SUSPICIOUS: "yellow",
+    Verdict.ERROR: "magenta",
+    Verdict.MALICIOUS: "bold red",
+}
+
+
+def iter_files(path: Path) -> Iterator[Path]:
+    """The path itself, or every file below a directory, in a stable order."""
+    if path.is_dir() and not path.is_symlink():
+        for root, dirs, files in os.walk(path, followlinks=False):
+            dirs.sort()
+            for name in sorted(files):
+                yield Path(root) / name
+    else:
+        yield path
+
+
+def exit_code(reports: list[Report]) -> int:
+    """0 all clean; 1 any malicious, else 2 any error, else 1 any suspicious."""
+    verdicts = {r.verdict for r in reports}
+    if Verdict.MALICIOUS in verdicts:
+        return EXIT_FLAGGED
+    if Verdict.ERROR in verdicts:
+        return EXIT_ERROR
+    if Verdict.SUSPICIOUS in verdicts:
+        return EXIT_FLAGGED
+    return EXIT_CLEAN
+
+
+def _table(reports: list[Report], verbose: bool) -> Table:
+    table = Table(title="mir scan", show_lines=False)
+    table.add_column("file", overflow="fold")
+    table.add_column("format")
+    table.add_column("verdict")
+    table.add_column("findings", overflow="fold")
+    for r in reports:
+        shown = r.findings if verbose else r.findings[:5]
+        lines = []
+        for f in shown:
+            where = " ".join(x for x in (f.member or "", f"@{f.offset}" if f.offset is not None else "") if x)
+            lines.append(f"[{_STYLE[f.severity]}]{f.severity.value}[/] {where + ': ' if where else ''}{f.message}")
+        if len(r.findings) > len(shown):
+            lines.append(f"... {len(r.findings) - len(shown)} more (use --verbose or --json)")
+        table.add_row(r.path or "", r.format, f"[{_STYLE[r.verdict]}]{r.verdict.value}[/]", "\n".join(lines))
+    return table
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``scan`` command to the ``mir`` application."""
+
+    @app.command("scan")
+    def scan(
+        paths: Annotated[list[Path], typer.Argument(help="Files or directories to scan.")],
+        json_output: Annotated[bool, typer.Option("--json", help="Print reports as JSON.")] = False,
+        sandbox: Annotated[
+            bool, typer.Option("--sandbox", help="Scan each file in a resource-limited child process.")
+        ] = False,
+        verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show every finding.")] = False,
+    ) -> None:
+        """Scan model files for unsafe pickles and malformed formats (exit 0 clean, 1 flagged, 2 error)."""
+        reports: list[Report] = []
+        for root in paths:
+            if not root.exists() and not root.is_symlink():
+                report = Report(scanner="mir-pickle-scanner", format="missing", path=str(root))
+                report.add(Finding(Verdict.ERROR, f"no such file or directory: {root}"))
+                reports.append(report)
+                continue
+            for file in iter_files(root):
+                reports.append(scan_path_sandboxed(file) if sandbox else scan_path(file))
+        if json_output:
+            typer.echo(json.dumps([r.to_dict() for r in reports], indent=2))
+        else:
+            console = Console()
+            console.print(_table(reports, verbose))
+            counts = {v: sum(r.verdict is v for r in reports) for v in Verdict}
+            console.print(", ".join(f"{n} {v.value}" for v, n in counts.items() if n) or "no files")
+        raise typer.Exit(exit_code(reports))

@@ -1,0 +1,339 @@
+"""The static pickle analyser: globals, memo, calls, nested payloads, joblib arrays, legacy torch."""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from scanners import Limits, Verdict, scan_bytes, scan_path
+from scanners.globals_policy import classify, fix_imports
+from tests.scanners.corpus import (
+    P,
+    Reduce,
+    call_pickle,
+    global0,
+    joblib_bytes,
+    os_system_pickle,
+    su,
+    torch_bytes,
+)
+
+
+# -- the policy ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "module,name",
+    [
+        ("torch._utils", "_rebuild_tensor_v2"),
+        ("torch", "FloatStorage"),
+        ("torch", "bfloat16"),
+        ("collections", "OrderedDict"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy.dtypes", "Float64DType"),
+        ("_codecs", "encode"),
+        ("builtins", "set"),
+        ("torch.nn.parameter", "Parameter"),
+    ],
+)
+def test_allowlisted_globals_are_clean(module: str, name: str) -> None:
+    assert classify(module, name).verdict is Verdict.CLEAN
+
+
+@pytest.mark.parametrize(
+    "module,name",
+    [
+        ("os", "system"),
+        ("posix", "system"),
+        ("nt", "system"),
+        ("subprocess", "Popen"),
+        ("builtins", "eval"),
+        ("builtins", "exec"),
+        ("builtins", "getattr"),
+        ("builtins", "__import__"),
+        ("__builtin__", "eval"),
+        ("__builtins__", "exec"),
+        ("runpy", "run_path"),
+        ("pickle", "loads"),
+        ("_pickle", "loads"),
+        ("dill", "loads"),
+        ("marshal", "loads"),
+        ("types", "CodeType"),
+        ("operator", "attrgetter"),
+        ("_operator", "methodcaller"),
+        ("functools", "partial"),
+        ("torch", "load"),
+        ("torch.hub", "load"),
+        ("numpy", "load"),
+        ("os.path", "join"),
+        ("torch.serialization", "os.system"),
+        ("collections", "OrderedDict.__init__.__globals__"),
+        ("somepkg", "helper.system"),
+        ("webbrowser", "open"),
+        ("shutil", "rmtree"),
+        ("socket", "socket"),
+        ("ctypes", "CDLL"),
+        ("importlib", "import_module"),
+        ("pty", "spawn"),
+        ("sys", "modules"),
+    ],
+)
+def test_gadgets_are_malicious(module: str, name: str) -> None:
+    c = classify(module, name)
+    assert c.verdict is Verdict.MALICIOUS, c
+    assert c.reason
+
+
+@pytest.mark.parametrize(
+    "module,name,hint",
+    [
+        ("sklearn.linear_model._logistic", "LogisticRegression", "scikit-learn"),
+        ("__main__", "MyModel", "__main__"),
+        ("torch.nn.modules.linear", "Linear", "PyTorch"),
+        ("builtins", "print", "allowlist"),
+        ("mypkg", "Outer.Inner", "dotted"),
+    ],
+)
+def test_unknown_globals_are_suspicious_with_a_reason(module: str, name: str, hint: str) -> None:
+    c = classify(module, name)
+    assert c.verdict is Verdict.SUSPICIOUS
+    assert hint in c.reason
+
+
+def test_python2_names_are_mapped_like_the_unpickler() -> None:
+    assert fix_imports("__builtin__", "set") == ("builtins", "set")
+    assert fix_imports("copy_reg", "_reconstructor") == ("copyreg", "_reconstructor")
+    assert fix_imports("__builtin__", "reduce") == ("functools", "reduce")
+
+
+def test_protocol2_builtin_names_are_clean_but_not_under_protocol4() -> None:
+    p2 = P.PROTO + b"\x02" + global0("__builtin__", "set") + P.EMPTY_LIST + P.TUPLE1 + P.REDUCE + P.STOP
+    assert scan_bytes(p2).verdict is Verdict.CLEAN
+    assert scan_bytes(pickle.dumps({1, 2}, protocol=2)).verdict is Verdict.CLEAN
+    p4 = P.PROTO + b"\x04" + global0("__builtin__", "set") + P.EMPTY_LIST + P.TUPLE1 + P.REDUCE + P.STOP
+    assert scan_bytes(p4).verdict is Verdict.SUSPICIOUS  # Python 3 fails to import it; never clean
+
+
+# -- findings ---------------------------------------------------------------------------------------------
+def test_finding_names_symbol_offset_and_how_it_is_used() -> None:
+    data = os_system_pickle(2)
+    report = scan_bytes(data)
+    (f,) = report.findings
+    assert f.symbol == "posix.system"
+    assert f.offset == data.index(b"cposix")
+    assert "REDUCE" in f.message and "GLOBAL" in f.message
+    assert f.member is None
+
+
+def test_each_global_is_reported_once_with_a_count() -> None:
+    body = b"".join(global0("builtins", "print") + su("x") + P.TUPLE1 + P.REDUCE + P.POP for _ in range(5))
+    report = scan_bytes(P.PROTO + b"\x02" + body + P.NONE + P.STOP)
+    assert len(report.findings) == 1
+    assert "5 uses" in report.findings[0].message
+
+
+def test_memo_values_resolve_stack_global_names() -> None:
+    data = (
+        P.PROTO + b"\x04" + su("subprocess") + P.BINPUT + b"\x05" + su("run") + P.LONG_BINPUT
+        + struct.pack("<I", 70000) + P.POP + P.POP + P.BINGET + b"\x05" + P.LONG_BINGET + struct.pack("<I", 70000)
+        + P.STACK_GLOBAL + P.STOP
+    )  # fmt: skip
+    report = scan_bytes(data)
+    assert report.verdict is Verdict.MALICIOUS
+    assert report.findings[0].symbol == "subprocess.run"
+
+
+def test_protocol0_get_put_and_unicode_names() -> None:
+    data = b"Vos\np0\n0Vsystem\np1\n0g0\ng1\n\x93(Vtrue\ntR."
+    report = scan_bytes(data)
+    assert report.verdict is Verdict.MALICIOUS, report.findings
+
+
+def test_computed_stack_global_is_malicious() -> None:
+    data = P.PROTO + b"\x04" + global0("builtins", "str") + P.EMPTY_TUPLE + P.REDUCE + su("system") + P.STACK_GLOBAL
+    report = scan_bytes(data + P.STOP)
+    assert report.verdict is Verdict.MALICIOUS
+    assert any("computed import" in f.message for f in report.findings)
+
+
+def test_calling_a_computed_object_is_flagged() -> None:
+    data = (
+        P.PROTO + b"\x02" + global0("collections", "OrderedDict") + P.EMPTY_TUPLE + P.REDUCE + P.EMPTY_TUPLE
+        + P.REDUCE + P.STOP
+    )  # fmt: skip
+    report = scan_bytes(data)
+    assert report.verdict is Verdict.SUSPICIOUS
+    assert any("computed callable" in f.message for f in report.findings)
+
+
+def test_mutating_an_imported_object_is_malicious() -> None:
+    data = P.PROTO + b"\x02" + global0("collections", "OrderedDict") + su("k") + su("v") + P.SETITEM + P.STOP
+    assert scan_bytes(data).verdict is Verdict.MALICIOUS
+
+
+def test_nested_pickle_findings_are_reported_with_their_own_member() -> None:
+    inner = call_pickle("builtins", "print", "hi")
+    data = pickle.dumps(Reduce(pickle.loads, (inner,)), protocol=4)
+    report = scan_bytes(data)
+    assert report.verdict is Verdict.MALICIOUS
+    nested = [f for f in report.findings if f.member and f.member.startswith("nested@")]
+    assert [f.symbol for f in nested] == ["builtins.print"]
+
+
+def test_nested_payload_that_cannot_be_resolved_is_malicious() -> None:
+    data = P.PROTO + b"\x02" + global0("pickle", "loads") + P.NONE + P.TUPLE1 + P.REDUCE + P.STOP
+    report = scan_bytes(data)
+    assert any("cannot be resolved" in f.message for f in report.findings)
+
+
+def test_nested_pickles_stop_at_the_depth_limit() -> None:
+    data = os_system_pickle(2)
+    for _ in range(10):
+        data = pickle.dumps(Reduce(pickle.loads, (data,)), protocol=4)
+    report = scan_bytes(data)
+    assert report.verdict is Verdict.MALICIOUS
+    assert any(f.severity is Verdict.ERROR and "nesting" in f.message for f in report.findings)
+
+
+def test_large_nested_payload_is_reread_from_the_file(tmp_path: Path) -> None:
+    evil = os_system_pickle(2) + b" " * 0  # a nested payload larger than the inline limit below
+    data = P.PROTO + b"\x04" + global0("pickle", "loads") + b"\x8e" + struct.pack("<Q", len(evil)) + evil
+    path = tmp_path / "x.pkl"
+    path.write_bytes(data + P.TUPLE1 + P.REDUCE + P.STOP)
+    report = scan_path(path, limits=Limits(max_inline_value=8))
+    assert any(f.symbol == "posix.system" and "nested@" in (f.member or "") for f in report.findings)
+
+
+def test_huge_bytes_are_skipped_not_read(tmp_path: Path) -> None:
+    blob = b"\0" * (8 << 20)
+    data = pickle.dumps({"blob": blob, "w": [1.0]}, protocol=4)
+    path = tmp_path / "big.pkl"
+    path.write_bytes(data)
+    assert scan_path(path, limits=Limits(max_inline_value=1024)).verdict is Verdict.CLEAN
+
+
+def test_concatenated_pickles_are_all_scanned() -> None:
+    benign = pickle.dumps([1, 2, 3], protocol=2)
+    assert scan_bytes(benign + benign).verdict is Verdict.CLEAN
+    report = scan_bytes(benign + benign + os_system_pickle(4))
+    assert report.verdict is Verdict.MALICIOUS
+    assert report.findings[0].offset is not None and report.findings[0].offset > 2 * len(benign)
+
+
+def test_trailing_non_pickle_data_is_suspicious() -> None:
+    report = scan_bytes(pickle.dumps([1], protocol=2) + b"\x00\x01garbage")
+    assert report.verdict is Verdict.SUSPICIOUS
+
+
+def test_trailing_broken_pickle_is_an_error() -> None:
+    report = scan_bytes(pickle.dumps([1], protocol=2) + b"\x80\x02(")
+    assert report.verdict is Verdict.ERROR
+
+
+@pytest.mark.parametrize(
+    "data,why",
+    [
+        (b"\x80\x04", "without a STOP"),
+        (b"\x80\x06N.", "protocol 6"),
+        (b"\x80\x02\xff.", "invalid pickle opcode"),
+        (b"\x80\x02h\x01.", "memo key 1"),
+        (b"\x80\x02R.", "underflow"),
+        (b"\x80\x02e.", "MARK not found"),
+        (b"\x80\x02X\xff\xff\xff\xffab.", "ends inside BINUNICODE"),
+        (b"\x80\x02X\x02\x00\x00\x00\xff\xfe.", "invalid UTF-8"),
+        (b"\x80\x02(K\x01u.", "odd number"),
+        (b"\x80\x02cos\nsys", "no newline"),
+    ],
+)
+def test_malformed_pickles_are_errors_with_a_reason(data: bytes, why: str) -> None:
+    report = scan_bytes(data)
+    assert report.verdict is Verdict.ERROR
+    assert any(why in f.message for f in report.findings), report.findings
+
+
+def test_truncated_malicious_pickle_keeps_its_findings() -> None:
+    data = os_system_pickle(2)
+    report = scan_bytes(data[:-1])
+    assert report.verdict is Verdict.MALICIOUS
+    assert any(f.severity is Verdict.ERROR for f in report.findings)
+
+
+def test_text_that_starts_like_a_pickle_gadget_is_malicious() -> None:
+    assert scan_bytes(b"cos\nsystem\n(S'true'\ntR").verdict is Verdict.MALICIOUS
+    assert scan_bytes(b"cat\ndog\nsome notes\n").verdict is Verdict.CLEAN
+    assert scan_bytes(b"(a) list item\n(b) another\n").verdict is Verdict.CLEAN
+
+
+def test_out_of_band_buffers_are_suspicious() -> None:
+    assert scan_bytes(b"\x80\x05\x97.").verdict is Verdict.SUSPICIOUS
+
+
+# -- joblib ----------------------------------------------------------------------------------------------
+def test_joblib_interleaved_arrays_are_delimited() -> None:
+    data = joblib_bytes({"a": np.arange(100.0), "u": np.array(["ab", "c"]), "s": np.zeros(2, "i4,f8"),
+                         "f": np.asfortranarray(np.ones((3, 4)))})  # fmt: skip
+    report = scan_bytes(data)
+    assert (report.verdict, report.format) == (Verdict.CLEAN, "joblib")
+
+
+def test_joblib_payload_after_arrays_is_found() -> None:
+    data = joblib_bytes({"a": np.arange(1000.0), "x": Reduce(os.system, ("true",))})
+    report = scan_bytes(data)
+    assert report.verdict is Verdict.MALICIOUS
+
+
+def test_truncated_joblib_array_is_an_error() -> None:
+    data = joblib_bytes({"a": np.arange(1000.0)})
+    assert scan_bytes(data[: len(data) // 2]).verdict is Verdict.ERROR
+
+
+def test_joblib_wrapper_without_layout_is_an_error() -> None:
+    data = (
+        P.PROTO + b"\x04" + global0("joblib.numpy_pickle", "NumpyArrayWrapper") + P.EMPTY_TUPLE + P.NEWOBJ
+        + P.EMPTY_DICT + P.BUILD + P.STOP
+    )  # fmt: skip
+    report = scan_bytes(data)
+    assert report.verdict is Verdict.ERROR
+    assert any("layout of a joblib array" in f.message for f in report.findings)
+
+
+# -- legacy torch -----------------------------------------------------------------------------------------
+def test_legacy_torch_storages_are_skipped_and_trailing_data_checked() -> None:
+    import torch
+
+    data = torch_bytes({"w": torch.ones(3, 3), "h": torch.zeros(2, dtype=torch.float16)}, legacy=True)
+    assert (scan_bytes(data).verdict, scan_bytes(data).format) == (Verdict.CLEAN, "pytorch-legacy")
+    assert scan_bytes(data[:-3]).verdict is Verdict.ERROR
+    assert scan_bytes(data + b"\x00junk").verdict is Verdict.SUSPICIOUS
+
+
+def test_legacy_torch_with_unknown_storage_key_is_an_error() -> None:
+    import torch
+
+    data = torch_bytes({"w": torch.ones(2)}, legacy=True)
+    magic = pickle.dumps(0x1950A86A20F9469CFC6C, protocol=2)
+    rest = pickle.dumps(1001, protocol=2) + pickle.dumps({}, protocol=2) + pickle.dumps({}, protocol=2)
+    forged = magic + rest + pickle.dumps(["k"], protocol=2) + struct.pack("<q", 1) + b"\0" * 4
+    assert data.startswith(magic)
+    report = scan_bytes(forged)
+    assert report.verdict is Verdict.ERROR
+    assert any("no known element type" in f.message for f in report.findings)
+
+
+def test_plain_pickled_tensor_nested_checkpoint_is_scanned() -> None:
+    import torch
+
+    assert scan_bytes(pickle.dumps(torch.ones(2))).verdict is Verdict.CLEAN
+    # the same loader with a malicious embedded checkpoint
+    evil_zip = io.BytesIO()
+    torch.save({"w": torch.ones(1)}, evil_zip)
+    data = (
+        P.PROTO + b"\x02" + global0("torch.storage", "_load_from_bytes") + P.SHORT_BINBYTES
+        + bytes([len(os_system_pickle(2))]) + os_system_pickle(2) + P.TUPLE1 + P.REDUCE + P.STOP
+    )  # fmt: skip
+    assert scan_bytes(data).verdict is Verdict.MALICIOUS
