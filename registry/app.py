@@ -6,8 +6,8 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from registry import __version__
-from registry.api import aliases, audit, blobs, tokens, versions
+from registry import __version__, hf
+from registry.api import aliases, audit, blobs, lineage, signatures, tokens, versions
 from registry.context import RegistryContext
 from registry.errors import install_error_handlers
 from registry.limits import BodyLimitMiddleware
@@ -24,12 +24,15 @@ def create_app(settings: Settings | None = None, ctx: RegistryContext | None = N
     )
     app.state.ctx = ctx
     install_error_handlers(app)
-    for module in (versions, blobs, aliases, tokens, audit):
+    for module in (versions, blobs, aliases, tokens, audit, signatures, lineage):
         app.include_router(module.router)
+    hf.install(app)  # Hugging Face Hub-compatible routes at the root; after /v1 so those match first
 
     @app.get("/v1/health", tags=["meta"])
     def health() -> dict[str, Any]:
         return {"status": "ok", "version": __version__}
 
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_json_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware, max_bytes=settings.max_request_json_bytes, streamed=hf.streamed_paths()
+    )
     return app

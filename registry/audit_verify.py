@@ -19,7 +19,7 @@ from typing import Any
 
 from registry.client import MirClient
 from registry.config import config_dir
-from signing.keys import key_id, load_public_key_pem
+from registry.trust import TrustError, pinned_registry_key
 from signing.merkle import MerkleLog, NodeKey, leaf_hash, root_keys, verify_consistency
 from signing.tree_head import SignedTreeHead, TreeHeadError, verify_tree_head
 
@@ -81,17 +81,16 @@ def verify(client: MirClient, *, pinned_key_pem: str | None = None, full: bool =
     report = AuditReport()
     path = checkpoint_path(client.url)
     checkpoint = _load_checkpoint(path)
-    served = client.json("GET", "/v1/registry/key")
-    trusted_pem = pinned_key_pem or (checkpoint or {}).get("registry_key") or served["public_key"]
-    if checkpoint is None and pinned_key_pem is None:
-        report.notes.append(f"first run: pinned registry key {served['key_id']} (trust on first use)")
-    public = load_public_key_pem(trusted_pem.encode(), source="registry key")
-    if key_id(public) != served["key_id"]:
-        report.fail(f"the registry now presents key {served['key_id']}, not the pinned key {key_id(public)}")
+    try:
+        pinned = pinned_registry_key(client, pinned_key_pem)
+    except TrustError as exc:
+        report.fail(str(exc))
         return report
+    if pinned.newly_pinned:
+        report.notes.append(f"first run: pinned registry key {pinned.key_id} (trust on first use)")
     try:
         signed = SignedTreeHead.from_dict(client.json("GET", "/v1/audit/tree-head"))
-        head = verify_tree_head(signed, public, key_id=served["key_id"])
+        head = verify_tree_head(signed, pinned.public_key, key_id=pinned.key_id)
     except TreeHeadError as exc:
         report.fail(f"tree head rejected: {exc}")
         return report
@@ -151,7 +150,7 @@ def verify(client: MirClient, *, pinned_key_pem: str | None = None, full: bool =
         path,
         {
             "tree_head": signed.to_dict(),
-            "registry_key": trusted_pem,
+            "registry_key": pinned.pem,
             "frontier": {f"{lv}:{ix}": h.hex() for (lv, ix), h in frontier.get_many(root_keys(head.tree_size)).items()},
         },
     )

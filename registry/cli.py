@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from registry import cli_lineage
 from registry.client import MirClient, MirError
 from registry.config import save_credentials
 from registry.names import InvalidNameError, parse_ref
@@ -82,6 +83,20 @@ def serve(
 
 
 @app.command()
+def worker(
+    once: Annotated[bool, typer.Option(help="process the queued scan jobs, then exit")] = False,
+) -> None:
+    """Run a scan worker: scans committed versions, each blob in a resource-limited child process."""
+    import logging
+
+    from registry.settings import Settings
+    from registry.worker import run
+
+    logging.basicConfig(level=logging.INFO)
+    run(Settings(), once=once)
+
+
+@app.command()
 def migrate() -> None:
     """Bring the database schema up to date (what `mir serve` does on start unless MIR_AUTO_MIGRATE=false)."""
     from registry.context import RegistryContext
@@ -119,19 +134,35 @@ def push(
     reference: Annotated[str, typer.Argument(help="namespace/name@version")],
     kind: Annotated[str, typer.Option(help="model or dataset")] = "model",
     description: Annotated[str | None, typer.Option(help="free text shown with the version")] = None,
+    sign: Annotated[Path | None, typer.Option("--sign", help="sign the manifest with this private key (PEM)")] = None,
+    passphrase_env: Annotated[str | None, typer.Option(help="environment variable with the key passphrase")] = None,
+    parent: Annotated[list[str] | None, typer.Option("--parent", "-p", help=cli_lineage.PARENT_HELP)] = None,
+    lineage_file: Annotated[Path | None, typer.Option("--lineage", help=cli_lineage.LINEAGE_FILE_HELP)] = None,
 ) -> None:
-    """Hash DIR, upload only what the registry lacks, and commit it as namespace/name@version."""
+    """Hash DIR, upload only what the registry lacks, and commit it as namespace/name@version.
+
+    Lineage is declared with the push and is immutable with the version:
+    --parent trained_on:acme/corpus@2 --parent fine_tuned_from:hf:org/base@<sha>, or --lineage edges.json.
+    """
+    from registry.cli_signing import UsageError, load_signing_key
     from signing.hashing import hash_directory
 
     with _friendly_errors():
         parse_ref(reference, require_ref=True)
         if not directory.is_dir():
             raise NotADirectoryError(20, "not a directory", str(directory))
+        try:
+            private = load_signing_key(sign, passphrase_env) if sign is not None else None
+            declared = cli_lineage.declarations_from_options(lineage_file, parent)
+        except (UsageError, ValueError) as exc:
+            err.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(2) from exc
         bars = RichProgress()
         with bars.running(), MirClient() as client:
             manifest = hash_directory(directory)
             result = client.push(
-                directory, reference, kind=kind, description=description, progress=bars, manifest=manifest
+                directory, reference, kind=kind, description=description, progress=bars, manifest=manifest,
+                sign_with=private, lineage=declared,
             )
     out.print(
         f"[green]committed[/green] {result['artifact']}@{result['version']} "
@@ -145,13 +176,17 @@ def push(
 def pull(
     reference: Annotated[str, typer.Argument(help="namespace/name[@version-or-alias] (default @latest)")],
     directory: Annotated[Path, typer.Argument(help="where to write the files")],
+    override_quarantine: Annotated[
+        bool, typer.Option("--override-quarantine", help="admin only, audited: pull a quarantined version anyway")
+    ] = False,
 ) -> None:
-    """Download a version, checking every file against the manifest digest."""
+    """Download a version, checking every file against the manifest digest. Quarantined versions are refused."""
     with _friendly_errors():
         parse_ref(reference)
         bars = RichProgress()
         with bars.running(), MirClient() as client:
-            result = client.pull(reference, directory, progress=bars)
+            result = client.pull(reference, directory, progress=bars, override_quarantine=override_quarantine)
+    cli_lineage.warn_if_flagged(result)
     out.print(
         f"[green]pulled[/green] {result['artifact']}@{result['version']} into {directory} "
         f"({result['file_count']} files verified, {result['downloaded_files']} downloaded)"
@@ -186,6 +221,7 @@ def show(
         return
     out.print(f"[bold]{data['artifact']}@{data['version']}[/bold] ({data['kind']}, {data['state']})")
     out.print(f"manifest {data['manifest_digest']}  aliases: {', '.join(data['aliases']) or '-'}")
+    out.print(f"scan: {data.get('scan_status') or 'not scanned'}")
     table = Table("path", "size", "digest")
     for f in data["files"]:
         table.add_row(f["path"], _human(f["size"]), f["digest"])
@@ -270,9 +306,15 @@ def token_revoke(
     out.print(f"revoked token {token_id}")
 
 
-from registry import cli_audit  # noqa: E402 - sub-command modules register themselves on the app
+# Sub-command modules register themselves on the app.
+from registry import cli_audit, cli_hf, cli_keys, cli_scan, cli_signing, verify_online  # noqa: E402
 
 cli_audit.register(app)
+cli_keys.register(app)
+cli_signing.register(app, online_verify=verify_online.run)
+cli_scan.register(app)
+cli_hf.register(app)
+cli_lineage.register(app)
 
 
 def main() -> None:

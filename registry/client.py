@@ -21,9 +21,12 @@ import httpx
 from registry.config import load_credentials
 from registry.names import Ref, parse_ref
 from registry.progress import Advance, NoProgress, Progress
+from registry.schemas import parse_parent_spec
 from signing.hashing import hash_directory
+from signing.keys import PrivateKey
 from signing.manifest import Manifest
 from signing.paths import validate_relative_path
+from signing.sign import sign_manifest
 
 CHUNK = 1 << 20
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, read=300.0)
@@ -131,6 +134,98 @@ class MirClient:
     def revoke_token(self, token_id: int, reason: str | None = None) -> dict[str, Any]:
         return dict(self.json("POST", f"/v1/tokens/{token_id}/revoke", json={"reason": reason}))
 
+    # -- keys and signatures -------------------------------------------------------------------------
+
+    def register_key(self, namespace: str, public_pem: str, label: str = "", artifacts: str = "*") -> dict[str, Any]:
+        body = {"public_key": public_pem, "label": label, "artifacts": artifacts}
+        return dict(self.json("POST", f"/v1/namespaces/{namespace}/keys", json=body))
+
+    def list_keys(self, namespace: str) -> list[dict[str, Any]]:
+        return list(self.json("GET", f"/v1/namespaces/{namespace}/keys"))
+
+    def revoke_key(self, namespace: str, key_id: str, reason: str) -> dict[str, Any]:
+        return dict(self.json("POST", f"/v1/namespaces/{namespace}/keys/{key_id}/revoke", json={"reason": reason}))
+
+    def signatures(self, reference: str) -> list[dict[str, Any]]:
+        ref = parse_ref(reference)
+        return list(self.json("GET", f"/v1/artifacts/{ref.repo}/versions/{quote(ref.ref or 'latest')}/signatures"))
+
+    def add_signature(self, reference: str, envelope: dict[str, Any]) -> dict[str, Any]:
+        ref = parse_ref(reference)
+        url = f"/v1/artifacts/{ref.repo}/versions/{quote(ref.ref or 'latest')}/signatures"
+        return dict(self.json("POST", url, json={"envelope": envelope}))
+
+    # -- lineage and quarantine ---------------------------------------------------------------------
+
+    def _version_url(self, reference: str | Ref, suffix: str = "") -> str:
+        ref = parse_ref(reference) if isinstance(reference, str) else reference
+        return f"/v1/artifacts/{ref.repo}/versions/{quote(ref.ref or 'latest')}{suffix}"
+
+    def lineage_page(
+        self, reference: str, *, direction: str = "up", depth: int = 10, limit: int = 500, cursor: str | None = None
+    ) -> dict[str, Any]:
+        """One page of ancestors (``up``) or descendants (``down``): edges with attributes, and their nodes."""
+        params: dict[str, Any] = {"direction": direction, "depth": depth, "limit": limit}
+        if cursor:
+            params["cursor"] = cursor
+        return dict(self.json("GET", self._version_url(reference, "/lineage"), params=params))
+
+    def lineage(self, reference: str, *, direction: str = "up", depth: int = 10) -> dict[str, Any]:
+        """Every page of a walk, merged: ``{"root", "direction", "depth", "edges", "nodes"}``."""
+        page = self.lineage_page(reference, direction=direction, depth=depth, limit=1000)
+        merged = {**page, "edges": list(page["edges"]), "nodes": dict(page["nodes"])}
+        while page["next"]:
+            page = self.lineage_page(reference, direction=direction, depth=depth, limit=1000, cursor=page["next"])
+            merged["edges"].extend(page["edges"])
+            merged["nodes"].update(page["nodes"])
+        merged.pop("next", None)
+        return merged
+
+    def add_lineage(
+        self, reference: str, edge_type: str, parent: str | dict[str, Any], attributes: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Add an edge to a committed version. ``parent``: ``ns/name@version``, ``hf:org/name@<sha>``,
+        ``https://...#sha256=<hex>``, or a ``{"ref": ...}`` / ``{"external": {...}}`` body."""
+        try:
+            body_parent = parse_parent_spec(parent) if isinstance(parent, str) else parent
+        except ValueError as exc:
+            raise MirError("invalid_lineage", str(exc)) from exc
+        body = {"type": edge_type, "parent": body_parent, "attributes": attributes or {}}
+        return dict(self.json("POST", self._version_url(parse_ref(reference, require_ref=True), "/lineage"), json=body))
+
+    def lineage_path(self, reference: str, other: str, *, max_depth: int = 100) -> dict[str, Any]:
+        params = {"to": other, "max_depth": max_depth}
+        return dict(self.json("GET", self._version_url(reference, "/lineage/path"), params=params))
+
+    def impact(self, reference: str) -> dict[str, Any]:
+        """Every committed descendant (all pages) and every alias pointing at one of them or at this version."""
+        page = dict(self.json("GET", self._version_url(reference, "/impact"), params={"limit": 1000}))
+        versions = list(page["versions"])
+        while page["next"]:
+            params = {"limit": 1000, "cursor": page["next"]}
+            page = dict(self.json("GET", self._version_url(reference, "/impact"), params=params))
+            versions.extend(page["versions"])
+        return {**page, "versions": versions, "next": None}
+
+    def export_lineage(self, reference: str, fmt: str = "prov", *, depth: int = 100) -> Any:
+        """The ancestry as a PROV-JSON document (``prov``) or a list of OpenLineage RunEvents (``openlineage``)."""
+        params = {"format": fmt, "depth": depth}
+        return self.json("GET", self._version_url(reference, "/lineage/export"), params=params)
+
+    def quarantine_status(self, reference: str) -> dict[str, Any]:
+        return dict(self.json("GET", self._version_url(reference, "/quarantine")))
+
+    def quarantine(self, reference: str, reason: str) -> dict[str, Any]:
+        ref = parse_ref(reference, require_ref=True)
+        return dict(self.json("POST", self._version_url(ref, "/quarantine"), json={"reason": reason}))
+
+    def unquarantine(self, reference: str, reason: str) -> dict[str, Any]:
+        ref = parse_ref(reference, require_ref=True)
+        return dict(self.json("POST", self._version_url(ref, "/quarantine/lift"), json={"reason": reason}))
+
+    def list_quarantines(self, *, active: bool = True) -> list[dict[str, Any]]:
+        return list(self.json("GET", "/v1/quarantines", params={"active": active}))
+
     # -- push ---------------------------------------------------------------------------------------
 
     def open_version(
@@ -165,13 +260,17 @@ class MirClient:
         progress: Progress | None = None,
         parallel_uploads: int = 4,
         manifest: Manifest | None = None,
+        sign_with: PrivateKey | None = None,
         **extra: Any,
     ) -> dict[str, Any]:
-        """Hash, open, upload what is missing, commit. Safe to re-run after a crash: it resumes."""
+        """Hash, (sign,) open, upload what is missing, commit. Safe to re-run after a crash: it resumes."""
         progress = progress or NoProgress()
         root = Path(directory)
         if manifest is None:
             manifest = hash_directory(root)
+        if sign_with is not None:
+            envelope = sign_manifest(manifest, sign_with, model_name=parse_ref(reference).repo)
+            extra["signatures"] = [*extra.get("signatures", []), envelope.to_dict()]
         opened = self.open_version(reference, manifest, kind=kind, description=description, **extra)
         missing = set(opened["missing"])
         todo: dict[str, tuple[Path, int]] = {}
@@ -190,11 +289,33 @@ class MirClient:
 
     # -- pull ---------------------------------------------------------------------------------------
 
-    def pull(self, reference: str, directory: str | Path, *, progress: Progress | None = None) -> dict[str, Any]:
-        """Download a version into ``directory``, verifying every file against the manifest digest."""
+    def pull(
+        self,
+        reference: str,
+        directory: str | Path,
+        *,
+        progress: Progress | None = None,
+        override_quarantine: bool = False,
+    ) -> dict[str, Any]:
+        """Download a version into ``directory``, verifying every file against the manifest digest.
+
+        A quarantined version is refused before anything is written unless ``override_quarantine`` (admin
+        tokens only; the registry audits it). The result's ``quarantine`` says whether it is affected.
+        """
         progress = progress or NoProgress()
         version = self.show_version(reference)
         ref = parse_ref(reference)
+        flagged = version.get("quarantine")
+        if flagged and flagged.get("status") == "quarantined" and not override_quarantine:
+            first = flagged["sources"][0]
+            raise MirError(
+                "version_quarantined",
+                f"{version['artifact']}@{version['version']} is quarantined: {first.get('reason')} "
+                f"(by {first.get('by')} at {first.get('at')}); nothing was downloaded",
+                403,
+                {"quarantine": flagged},
+            )
+        query = "?override_quarantine=true" if override_quarantine else ""
         manifest = Manifest.from_dict({"files": version["files"]})  # re-validates paths from the server
         root = Path(directory)
         root.mkdir(parents=True, exist_ok=True)
@@ -205,7 +326,7 @@ class MirClient:
             if target.is_file() and target.stat().st_size == entry.size and _sha256_file(target) == entry.digest:
                 advance(entry.size)
                 continue
-            url = f"/v1/artifacts/{ref.repo}/versions/{quote(version['version'])}/files/{quote(entry.path)}"
+            url = f"/v1/artifacts/{ref.repo}/versions/{quote(version['version'])}/files/{quote(entry.path)}{query}"
             self._download(url, target, entry.digest, entry.size, advance)
             fetched += 1
         return {**version, "downloaded_files": fetched}

@@ -8,6 +8,8 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
+    CheckConstraint,
     DateTime,
     ForeignKey,
     Index,
@@ -44,7 +46,7 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 class Base(DeclarativeBase):
-    type_annotation_map = {dict[str, Any]: JSON, list[str]: JSON, datetime: UTCDateTime}
+    type_annotation_map = {dict[str, Any]: JSON, list[str]: JSON, list[dict[str, Any]]: JSON, datetime: UTCDateTime}
 
 
 class ApiToken(Base):
@@ -108,6 +110,8 @@ class Version(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     created_by: Mapped[str | None] = mapped_column(String(200))
     committed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Aggregate scan verdict of the version's files: pending until a worker has scanned them all.
+    scan_status: Mapped[str | None] = mapped_column(String(16))
 
     artifact: Mapped[Artifact] = relationship(back_populates="versions")
     files: Mapped[list[VersionFile]] = relationship(
@@ -221,3 +225,130 @@ class RegistryKey(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
+
+class ExternalSource(Base):
+    """A lineage parent outside the registry, pinned: a Hugging Face repo at a commit, a URL with a digest."""
+
+    __tablename__ = "external_sources"
+    __table_args__ = (UniqueConstraint("kind", "uri", "revision", name="uq_external_sources_identity"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    uri: Mapped[str] = mapped_column(String(2048))
+    revision: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class LineageEdge(Base):
+    """``child -[type, attributes]-> parent`` where the parent is a version or an external source (never both).
+
+    Edges are append-only: declared at push (``at_push``) they are part of the immutable version; added
+    later they are audited. NULLs are distinct in unique indexes, so each unique constraint only binds
+    the rows whose parent is of its kind.
+    """
+
+    __tablename__ = "lineage_edges"
+    __table_args__ = (
+        CheckConstraint(
+            "(parent_version_id IS NULL) <> (parent_external_id IS NULL)", name="ck_lineage_edges_one_parent"
+        ),
+        UniqueConstraint("child_version_id", "parent_version_id", "type", name="uq_lineage_edges_child_version"),
+        UniqueConstraint("child_version_id", "parent_external_id", "type", name="uq_lineage_edges_child_external"),
+        Index("ix_lineage_edges_parent", "parent_version_id", "child_version_id"),
+        Index("ix_lineage_edges_external", "parent_external_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    child_version_id: Mapped[int] = mapped_column(ForeignKey("versions.id", ondelete="CASCADE"))
+    parent_version_id: Mapped[int | None] = mapped_column(ForeignKey("versions.id"))
+    parent_external_id: Mapped[int | None] = mapped_column(ForeignKey("external_sources.id"))
+    type: Mapped[str] = mapped_column(String(32))
+    attributes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    origin: Mapped[str] = mapped_column(String(16))
+    at_push: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_by: Mapped[str | None] = mapped_column(String(200))
+
+
+class Quarantine(Base):
+    """An admin's quarantine of one version; every descendant is affected while it is not lifted."""
+
+    __tablename__ = "quarantines"
+    __table_args__ = (Index("ix_quarantines_version", "version_id", "lifted_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("versions.id", ondelete="CASCADE"))
+    reason: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_by: Mapped[str | None] = mapped_column(String(200))
+    lifted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    lifted_by: Mapped[str | None] = mapped_column(String(200))
+    lift_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class TrustedKey(Base):
+    """A public key a namespace trusts to sign artifacts matching ``artifact_pattern`` (a glob on the name)."""
+
+    __tablename__ = "trusted_keys"
+    __table_args__ = (UniqueConstraint("namespace", "key_id", name="uq_trusted_keys_namespace_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    namespace: Mapped[str] = mapped_column(String(100), index=True)
+    key_id: Mapped[str] = mapped_column(String(64))
+    label: Mapped[str] = mapped_column(String(200))
+    algorithm: Mapped[str] = mapped_column(String(32))
+    public_pem: Mapped[str] = mapped_column(Text)
+    artifact_pattern: Mapped[str] = mapped_column(String(200), default="*")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_by: Mapped[str | None] = mapped_column(String(200))
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_reason: Mapped[str | None] = mapped_column(Text)
+    revoked_by: Mapped[str | None] = mapped_column(String(200))
+
+
+class VersionSignature(Base):
+    """A DSSE envelope over a version's manifest statement: a pusher's signature or the registry's countersignature."""
+
+    __tablename__ = "version_signatures"
+    __table_args__ = (UniqueConstraint("version_id", "key_id", "origin", name="uq_version_signatures_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("versions.id", ondelete="CASCADE"), index=True)
+    key_id: Mapped[str] = mapped_column(String(64))
+    origin: Mapped[str] = mapped_column(String(16))
+    envelope: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_by: Mapped[str | None] = mapped_column(String(200))
+
+
+class ScanJob(Base):
+    """Work for the scan workers: scan every blob of one committed version."""
+
+    __tablename__ = "scan_jobs"
+    __table_args__ = (Index("ix_scan_jobs_state", "state", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("versions.id", ondelete="CASCADE"), index=True)
+    state: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    claimed_by: Mapped[str | None] = mapped_column(String(200))
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class ScanResult(Base):
+    """One scanner's report on one blob; blobs are shared, so each is scanned once per scanner version."""
+
+    __tablename__ = "scan_results"
+    __table_args__ = (UniqueConstraint("blob_digest", "scanner", "scanner_version", name="uq_scan_results_blob"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    blob_digest: Mapped[str] = mapped_column(String(80), index=True)
+    scanner: Mapped[str] = mapped_column(String(64))
+    scanner_version: Mapped[str] = mapped_column(String(32))
+    verdict: Mapped[str] = mapped_column(String(16))
+    format: Mapped[str] = mapped_column(String(64))
+    findings: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

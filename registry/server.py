@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import subprocess
 import sys
 
 import uvicorn
@@ -52,6 +53,9 @@ def serve(settings: Settings | None = None) -> None:
     console = Console(stderr=True)
     ctx = prepare(settings, console)
     app = create_app(settings, ctx)
+    workers = [_start_worker() for _ in range(max(0, settings.embedded_workers))]
+    if workers:
+        console.print(f"started {len(workers)} scan worker process(es) (MIR_EMBEDDED_WORKERS)")
     console.print(f"mir {_db_label(settings)} · blobs {settings.resolved_blob_store}")
     console.print(f"[bold green]mir listening on {settings.base_url}[/bold green]")
     console.print(f"API docs: {settings.base_url}/docs")
@@ -65,6 +69,18 @@ def serve(settings: Settings | None = None) -> None:
         access_log=settings.log_level == "debug",
         h11_max_incomplete_event_size=64 * 1024,
     )
+    for proc in workers:
+        proc.terminate()
+    for proc in workers:
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _start_worker() -> subprocess.Popen[bytes]:
+    """A `mir worker` child: scanning happens there (and in its sandboxed children), never in the API process."""
+    return subprocess.Popen([sys.executable, "-m", "registry.cli", "worker"], stdin=subprocess.DEVNULL)
 
 
 def _db_label(settings: Settings) -> str:

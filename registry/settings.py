@@ -38,6 +38,12 @@ class Settings(BaseSettings):
     # generated on first start into <data_dir>/secrets/ (mode 0600); set it from a secret store in production.
     signing_passphrase: str | None = None
     log_id: str = "mir"
+    # Scanning: every committed version's blobs are scanned by worker processes, each blob in a
+    # resource-limited child process (never in the API process).
+    embedded_workers: int = 1
+    scan_timeout_s: float = 900.0
+    scan_memory_bytes: int = 4 << 30
+    scan_lease_s: float = 3600.0
 
     @cached_property
     def resolved_database_url(self) -> str:

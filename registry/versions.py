@@ -13,10 +13,11 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from registry import audit
+from registry import audit, scan_queue, signatures
 from registry.blobstore import LocalBlobStore
 from registry.errors import ApiError, not_found
 from registry.models import Alias, AliasEvent, Artifact, Blob, Version, VersionFile, utcnow
+from registry.registry_key import RegistrySigner
 from signing.manifest import Manifest
 
 OPEN = "open"
@@ -158,8 +159,10 @@ def record_blob(session: Session, digest: str, size: int) -> None:
         pass
 
 
-def commit_version(session: Session, blobs: LocalBlobStore, version: Version, *, actor: str) -> Version:
-    """Make an open version immutable after checking every blob is stored; moves ``@latest``."""
+def commit_version(
+    session: Session, blobs: LocalBlobStore, version: Version, *, actor: str, signer: RegistrySigner | None = None
+) -> Version:
+    """Make an open version immutable after checking every blob and signature; countersign; move ``@latest``."""
     label = f"{version.artifact.namespace}/{version.artifact.name}@{version.version}"
     if version.state == COMMITTED:
         raise ApiError(409, "version_exists", f"{label} is already committed")
@@ -174,8 +177,19 @@ def commit_version(session: Session, blobs: LocalBlobStore, version: Version, *,
             f"{len(missing)} blob(s) of {label} have not been uploaded",
             missing=missing[:100],
         )
+    for envelope in signatures.pusher_envelopes(session, version):
+        # Re-checked at commit: a key revoked since the version was opened no longer counts.
+        signatures.check_pusher_signature(
+            session, version.artifact.namespace, version.artifact.name, manifest, envelope
+        )
+    from registry.lineage import check_at_commit  # lineage builds on this module: import at use, not at load
+
+    check_at_commit(session, version, actor=actor)
     version.state = COMMITTED
     version.committed_at = utcnow()
+    if signer is not None:
+        signatures.countersign(session, signer, version, manifest)
+    scan_queue.enqueue(session, version)
     audit.record(
         session, action="version.committed", actor=actor, namespace=version.artifact.namespace,
         name=version.artifact.name, version=version.version,
@@ -269,6 +283,7 @@ def version_to_dict(version: Version, *, with_files: bool = True, aliases: Itera
         "created_at": version.created_at.isoformat() if version.created_at else None,
         "created_by": version.created_by,
         "committed_at": version.committed_at.isoformat() if version.committed_at else None,
+        "scan_status": version.scan_status,
         "aliases": sorted(aliases),
     }
     if with_files:

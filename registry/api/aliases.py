@@ -8,6 +8,7 @@ from fastapi import APIRouter
 from sqlalchemy import select
 from sqlalchemy.orm import aliased
 
+from registry import audit, quarantine
 from registry.api.refs import checked_alias, checked_repo, checked_version
 from registry.auth import Context, CurrentPrincipal
 from registry.errors import ApiError
@@ -40,6 +41,16 @@ def set_alias(
         target = find_version(s, art, checked_version(body.version))
         if target is None or target.state != COMMITTED:
             raise ApiError(404, "version_not_found", f"{namespace}/{name}@{body.version} is not a committed version")
+        held = quarantine.active_quarantine(s, target)
+        if held is not None:
+            if not body.override_quarantine:
+                raise ApiError(403, "version_quarantined",
+                               f"{namespace}/{name}@{target.version} is quarantined ({held.reason}); an admin may "
+                               "override with override_quarantine=true, which is audited")
+            principal.require_admin()
+            audit.record(s, action="version.quarantine_override", actor=principal.name, namespace=namespace,
+                         name=name, version=target.version,
+                         details={"operation": "alias", "alias": alias, "quarantine_reason": held.reason})
         event = move_alias(s, art, alias, target, actor=principal.name, reason=body.reason)
         return {"alias": alias, "version": target.version, "moved": event is not None}
 

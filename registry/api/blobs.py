@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
+from registry import quarantine
 from registry.api.refs import checked_digest, checked_repo, checked_version
 from registry.auth import Context, CurrentPrincipal
 from registry.blobstore import BlobDigestMismatch, BlobSizeMismatch, BlobTooLarge
@@ -83,9 +84,19 @@ def _record(ctx: Any, digest: str, size: int) -> None:
 
 @router.get("/{namespace}/{name}/versions/{ref}/files/{path:path}")
 def download_file(
-    namespace: str, name: str, ref: str, path: str, ctx: Context, principal: CurrentPrincipal
+    namespace: str,
+    name: str,
+    ref: str,
+    path: str,
+    ctx: Context,
+    principal: CurrentPrincipal,
+    override_quarantine: bool = Query(False, description="admin only, audited: download a quarantined version"),
 ) -> FileResponse:
-    """Stream one file of a committed version (supports HTTP Range for resumed downloads)."""
+    """Stream one file of a committed version (supports HTTP Range for resumed downloads).
+
+    A quarantined version is refused (403 ``version_quarantined``) unless an admin overrides; a version
+    affected by a quarantined ancestor is served with ``X-Mir-Quarantine: affected``.
+    """
     namespace, name = checked_repo(namespace, name)
     principal.require_read(namespace)
     try:
@@ -99,6 +110,10 @@ def download_file(
         if entry is None:
             raise ApiError(404, "file_not_found", f"{path} is not part of {namespace}/{name}@{row.version}")
         digest, size = entry.digest, entry.size
+        flagged = quarantine.download_gate(
+            s, row, is_admin=principal.is_admin, actor=principal.name, override=override_quarantine, path=path,
+            can_read=principal.can_read,
+        )
     blob_path = ctx.blobs.path_for(digest)
     if not ctx.blobs.exists(digest, size):
         raise ApiError(500, "blob_missing", f"the stored content of {path} is missing; the registry needs repair")
@@ -111,5 +126,8 @@ def download_file(
             "Content-Disposition": f"attachment; filename*=UTF-8''{quote(path.rsplit('/', 1)[-1])}",
         },
     )
+    if flagged is not None:
+        response.headers["X-Mir-Quarantine"] = flagged["status"]
+        response.headers["X-Mir-Quarantine-Sources"] = ", ".join(q["version"] or "hidden" for q in flagged["sources"])
     response.chunk_size = ctx.settings.chunk_size
     return response

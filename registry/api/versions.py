@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Query
 from sqlalchemy import select
 
+from registry import audit, lineage, lineage_graph, quarantine, scan_queue, scans, signatures
 from registry.api.refs import checked_repo, checked_version
 from registry.auth import Context, CurrentPrincipal
 from registry.errors import ApiError
@@ -106,10 +107,18 @@ def open_version_route(
             raise ApiError(400, "invalid_manifest", f"{entry.path}: registry manifests use sha256 digests")
         if entry.size > ctx.settings.max_blob_size:
             raise ApiError(413, "blob_too_large", f"{entry.path} is larger than the registry's blob limit")
+    envelopes = [signatures.parse_envelope(raw) for raw in body.signatures]
+    declarations = lineage.parse_declarations(body.lineage)
     with ctx.transaction() as s:
         art = get_or_create_artifact(s, namespace, name, kind, principal.name)
         version, resumed = open_version(
             s, ctx.blobs, art, version_name, manifest, actor=principal.name, description=body.description
+        )
+        for envelope in envelopes:
+            key_ids = signatures.check_pusher_signature(s, namespace, name, manifest, envelope)
+            signatures.attach(s, version, envelope, key_ids, origin=signatures.PUSHER, actor=principal.name)
+        lineage.declare_at_open(
+            s, version, declarations, can_read=principal.can_read, actor=principal.name, resumed=resumed
         )
         missing = missing_digests(s, ctx.blobs, manifest)
         return {
@@ -132,7 +141,7 @@ def commit_version_route(
         row = find_version(s, art, checked_version(version))
         if row is None:
             raise ApiError(404, "version_not_found", f"{namespace}/{name}@{version} has not been opened")
-        commit_version(s, ctx.blobs, row, actor=principal.name)
+        commit_version(s, ctx.blobs, row, actor=principal.name, signer=ctx.signer)
         return version_to_dict(row, aliases=[a for a, v in aliases_of(s, art).items() if v == row.version])
 
 
@@ -158,4 +167,30 @@ def show_version(namespace: str, name: str, ref: str, ctx: Context, principal: C
         art = get_artifact(s, namespace, name)
         row = resolve_ref(s, art, checked_version(ref))
         aliases = [a for a, v in aliases_of(s, art).items() if v == row.version]
-        return version_to_dict(row, aliases=aliases)
+        data = version_to_dict(row, aliases=aliases)
+        data["lineage"] = lineage_graph.parents_of(s, row, can_read=principal.can_read)
+        data["quarantine"] = quarantine.quarantine_status(s, row, can_read=principal.can_read)
+        return data
+
+
+@router.get("/{namespace}/{name}/versions/{ref}/scans")
+def version_scans(namespace: str, name: str, ref: str, ctx: Context, principal: CurrentPrincipal) -> dict[str, Any]:
+    """Scan verdicts of every file of a version (``status`` is ``pending`` until the workers finish)."""
+    namespace, name = checked_repo(namespace, name)
+    principal.require_read(namespace)
+    with ctx.transaction() as s:
+        row = resolve_ref(s, get_artifact(s, namespace, name), checked_version(ref))
+        return scans.version_scan_summary(s, row)
+
+
+@router.post("/{namespace}/{name}/versions/{ref}/rescan", status_code=202)
+def rescan(namespace: str, name: str, ref: str, ctx: Context, principal: CurrentPrincipal) -> dict[str, Any]:
+    """Queue a new scan (e.g. after a scanner upgrade). Admin only; recorded in the audit log."""
+    namespace, name = checked_repo(namespace, name)
+    principal.require_admin()
+    with ctx.transaction() as s:
+        row = resolve_ref(s, get_artifact(s, namespace, name), checked_version(ref))
+        job = scan_queue.enqueue(s, row)
+        audit.record(s, action="scan.requested", actor=principal.name, namespace=namespace, name=name,
+                     version=row.version, details={"job": job.id})
+        return {"job": job.id, "status": row.scan_status}

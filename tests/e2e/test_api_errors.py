@@ -72,7 +72,8 @@ def test_bad_version_names_and_kinds(http: httpx.Client) -> None:
 
 
 def test_malformed_json_and_unknown_fields(http: httpx.Client) -> None:
-    response = http.post("/v1/artifacts/acme/j/versions", content=b"{not json", headers={"content-type": "application/json"})
+    headers = {"content-type": "application/json"}
+    response = http.post("/v1/artifacts/acme/j/versions", content=b"{not json", headers=headers)
     assert_error(response, 422, "invalid_request")
     assert_error(open_version(http, "acme/j", "1", [], surprise=True), 422, "invalid_request")
 
@@ -130,7 +131,8 @@ def test_blob_must_belong_to_the_open_version(http: httpx.Client) -> None:
     other = sha(b"not in the manifest")
     assert_error(http.put(f"/v1/artifacts/acme/foreign/versions/1/blobs/{other}", content=b"not in the manifest"),
                  400, "digest_not_in_manifest")
-    assert_error(http.put("/v1/artifacts/acme/foreign/versions/1/blobs/sha256:abc", content=b"x"), 400, "invalid_digest")
+    bad = http.put("/v1/artifacts/acme/foreign/versions/1/blobs/sha256:abc", content=b"x")
+    assert_error(bad, 400, "invalid_digest")
 
 
 def test_reopening_with_a_different_manifest_conflicts(http: httpx.Client) -> None:

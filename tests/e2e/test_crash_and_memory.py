@@ -140,12 +140,15 @@ def _peak_rss_mib(pid: int) -> float:
 
 CLIENT_WITH_RSS = textwrap.dedent(
     """
-    import resource, sys
+    import sys
+    from pathlib import Path
     from registry.client import MirClient
     url, token, op, a, b = sys.argv[1:6]
     with MirClient(url, token) as c:
         c.push(a, b) if op == "push" else c.pull(a, b)
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    # VmHWM belongs to this process's own address space; ru_maxrss would include the parent's RSS at fork.
+    hwm = next(line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("VmHWM:"))
+    print(int(hwm.split()[1]) / 1024)
     """
 )
 

@@ -8,7 +8,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import text
 
 from registry.db import make_engine
-from registry.migrate import SchemaMismatchError, current_revision, ensure_schema, head_revision, alembic_config
+from registry.migrate import SchemaMismatchError, alembic_config, current_revision, ensure_schema, head_revision
 from registry.models import Base
 
 

@@ -31,7 +31,7 @@ def _check_postgres(url: str) -> None:
         with engine.connect() as conn:
             conn.execute(text("select 1"))
         engine.dispose()
-    except Exception as exc:  # noqa: BLE001 - any failure means the same thing here
+    except Exception as exc:
         if os.environ.get("MIR_TEST_SKIP_POSTGRES") == "1":
             pytest.skip("PostgreSQL unavailable and MIR_TEST_SKIP_POSTGRES=1")
         pytest.fail(

@@ -45,14 +45,17 @@ class LiveServer:
         env.pop("MIR_DATABASE_URL", None)
         return env
 
-    def cli(self, *args: str, token: str | None = None, check: bool = False, **extra: str) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self, *args: str, token: str | None = None, check: bool = False, **extra: str
+    ) -> subprocess.CompletedProcess[str]:
         """Run the real ``mir`` CLI in a subprocess and return its result."""
         result = subprocess.run(
             [*MIR, *args], env=self.env(token, **extra), capture_output=True, text=True, timeout=600,
             stdin=subprocess.DEVNULL,
         )
         if check and result.returncode != 0:
-            raise AssertionError(f"mir {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+            detail = f"{result.stdout}\n{result.stderr}"
+            raise AssertionError(f"mir {' '.join(args)} failed ({result.returncode}):\n{detail}")
         return result
 
     def log(self) -> str:
