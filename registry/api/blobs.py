@@ -14,6 +14,7 @@ from starlette.requests import ClientDisconnect
 from registry import quarantine
 from registry.api.refs import checked_digest, checked_repo, checked_version
 from registry.auth import Context, CurrentPrincipal
+from registry.blob_upload import receive_blob
 from registry.blobstore import BlobDigestMismatch, BlobSizeMismatch, BlobTooLarge
 from registry.errors import ApiError
 from registry.models import VersionFile
@@ -55,24 +56,14 @@ async def upload_blob(
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > size:
         raise ApiError(413, "size_mismatch", f"body of {length} bytes is larger than the declared {size} bytes")
-    writer = await run_in_threadpool(ctx.blobs.writer, digest, size)
     try:
-        async for chunk in request.stream():
-            if chunk:
-                writer.write(chunk)
-        await run_in_threadpool(writer.commit)
+        await receive_blob(ctx.blobs, digest, size, request.stream())
     except BlobSizeMismatch as exc:
-        writer.abort()
         raise ApiError(413 if isinstance(exc, BlobTooLarge) else 400, "size_mismatch", str(exc)) from exc
     except BlobDigestMismatch as exc:
-        writer.abort()
         raise ApiError(400, "digest_mismatch", str(exc)) from exc
     except ClientDisconnect as exc:
-        writer.abort()
         raise ApiError(400, "upload_incomplete", "client disconnected before the body was complete") from exc
-    except BaseException:
-        writer.abort()
-        raise
     await run_in_threadpool(_record, ctx, digest, size)
     return {"digest": digest, "size": size, "stored": "new"}
 

@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from registry.auth import Context
+from registry.blob_upload import receive_blob
 from registry.blobstore import BlobDigestMismatch, BlobSizeMismatch, BlobTooLarge
 from registry.hf import commits
 from registry.hf.access import (
@@ -209,24 +210,14 @@ async def lfs_upload(
     if length is not None and length.isdigit() and int(length) != declared:
         raise HfError(400, "SizeMismatch", f"body has {length} bytes, the LFS object {oid} is {declared} bytes")
     digest = f"sha256:{oid}"
-    writer = await run_in_threadpool(ctx.blobs.writer, digest, declared)
     try:
-        async for chunk in request.stream():
-            if chunk:
-                writer.write(chunk)
-        await run_in_threadpool(writer.commit)
+        await receive_blob(ctx.blobs, digest, declared, request.stream())
     except BlobSizeMismatch as exc:
-        writer.abort()
         raise HfError(413 if isinstance(exc, BlobTooLarge) else 400, "SizeMismatch", f"{oid}: {exc}") from exc
     except BlobDigestMismatch as exc:
-        writer.abort()
         raise HfError(400, "DigestMismatch", f"refused: {exc}") from exc
     except ClientDisconnect as exc:
-        writer.abort()
         raise HfError(400, "UploadIncomplete", "client disconnected before the body was complete") from exc
-    except BaseException:
-        writer.abort()
-        raise
 
     def record() -> None:
         with ctx.transaction() as s:
