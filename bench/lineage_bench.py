@@ -194,14 +194,15 @@ def measure(engine: Engine, shape: Shape, queries: int) -> dict[str, tuple[float
     run("descendants, depth 10, first page (<=1000 edges)", shallow, page(False))
     run("ancestors, depth 10, every edge", deep, full(True))
     run("descendants, depth 10, every edge", shallow, full(False))
-    with sessions() as s:
-        s.add(Quarantine(version_id=shape.vid(0, shape.width // 2), reason="bench", created_by="bench"))
+    nearby, middle = max(1, shape.layers // 4), shape.width // 2
+    with sessions() as s:  # quarantine a dataset that certainly has descendants: a parent of a middle version
+        bad = s.scalar(select(LineageEdge.parent_version_id).where(LineageEdge.child_version_id ==
+                                                                   shape.vid(1, middle)).limit(1))
+        s.add(Quarantine(version_id=bad, reason="bench", created_by="bench"))
         s.commit()
 
     def status(s: Any, v: Version) -> int:
         return 1 if quarantine.quarantine_status(s, v) is not None else 0
-
-    nearby, middle = max(1, shape.layers // 4), shape.width // 2
 
     def near_quarantine() -> int:  # near the quarantined dataset: many are its descendants, the rest are not
         return shape.vid(nearby, min(shape.width - 1, max(0, middle + rng.randrange(-WINDOW, WINDOW + 1))))

@@ -14,8 +14,11 @@ from starlette.concurrency import run_in_threadpool
 from registry.blobstore import LocalBlobStore
 
 
-async def receive_blob(store: LocalBlobStore, digest: str, size: int, body: AsyncIterator[bytes]) -> None:
-    """Write ``body`` as blob ``digest`` of exactly ``size`` bytes; on any failure the temp file is removed."""
+async def receive_blob(store: LocalBlobStore, digest: str, size: int, body: AsyncIterator[bytes]) -> str:
+    """Write ``body`` as blob ``digest`` of exactly ``size`` bytes and return its BLAKE3 digest.
+
+    On any failure the temp file is removed and nothing becomes visible.
+    """
     writer = await run_in_threadpool(store.writer, digest, size)
     try:
         async for chunk in body:
@@ -25,3 +28,5 @@ async def receive_blob(store: LocalBlobStore, digest: str, size: int, body: Asyn
     except BaseException:
         writer.abort()
         raise
+    assert writer.blake3_digest is not None
+    return writer.blake3_digest

@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from urllib.parse import urlparse
 
+import blake3
+
 from signing.digests import parse_digest
 
 
@@ -41,6 +43,8 @@ class BlobWriter:
         self.expected_size = expected_size
         self.written = 0
         self._hasher = hashlib.sha256()
+        self._blake3 = blake3.blake3()
+        self.blake3_digest: str | None = None
         store.tmp_dir.mkdir(parents=True, exist_ok=True)
         self.tmp_path = store.tmp_dir / f"{self._hex}.{os.getpid()}.{time.monotonic_ns()}.part"
         self._fd: int | None = os.open(self.tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
@@ -51,6 +55,7 @@ class BlobWriter:
             raise BlobTooLarge(f"body is larger than the declared size of {self.expected_size} bytes")
         assert self._fd is not None
         self._hasher.update(chunk)
+        self._blake3.update(chunk)
         view = memoryview(chunk)
         while view:
             n = os.write(self._fd, view)
@@ -72,6 +77,7 @@ class BlobWriter:
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(self.tmp_path, final)
         _fsync_dir(final.parent)
+        self.blake3_digest = "blake3:" + self._blake3.hexdigest()
 
     def abort(self) -> None:
         if self._fd is not None:

@@ -85,6 +85,7 @@ def serve(
 @app.command()
 def worker(
     once: Annotated[bool, typer.Option(help="process the queued scan jobs, then exit")] = False,
+    parent_pid: Annotated[int | None, typer.Option(help="exit when this process (mir serve) is gone")] = None,
 ) -> None:
     """Run a scan worker: scans committed versions, each blob in a resource-limited child process."""
     import logging
@@ -93,7 +94,7 @@ def worker(
     from registry.worker import run
 
     logging.basicConfig(level=logging.INFO)
-    run(Settings(), once=once)
+    run(Settings(), once=once, parent_pid=parent_pid)
 
 
 @app.command()
@@ -307,9 +308,10 @@ def token_revoke(
 
 
 # Sub-command modules register themselves on the app.
-from registry import cli_audit, cli_hf, cli_keys, cli_scan, cli_signing, verify_online  # noqa: E402
+from registry import cli_audit, cli_deploy, cli_hf, cli_keys, cli_scan, cli_signing, verify_online  # noqa: E402
 
 cli_audit.register(app)
+cli_deploy.register(app)
 cli_keys.register(app)
 cli_signing.register(app, online_verify=verify_online.run)
 cli_scan.register(app)

@@ -274,6 +274,14 @@ def run_keygen(
     return 0
 
 
+def _is_mir_bundle(path: Path) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            return b"application/vnd.mir.verification-bundle.v1+json" in handle.read(4096)
+    except OSError:
+        return False
+
+
 def register(app: typer.Typer, *, online_verify: OnlineVerify | None = None) -> None:
     """Add ``sign``, ``verify`` and ``keygen`` to ``app``.
 
@@ -331,8 +339,20 @@ def register(app: typer.Typer, *, online_verify: OnlineVerify | None = None) -> 
             list[str] | None, typer.Option("--ignore-path", help="extra path inside DIR to leave out; repeatable")
         ] = None,
         workers: Annotated[int | None, typer.Option(min=1, help="hashing threads (default: all cores)")] = None,
+        policy: Annotated[
+            bool, typer.Option("--policy", help="also require the namespace policy to allow it (signed receipt)")
+        ] = False,
+        registry_key: Annotated[
+            Path | None, typer.Option(help="registry public key for mir verification bundles (default: pinned)")
+        ] = None,
     ) -> None:
         """Check that DIR is exactly what a trusted key signed. Exit 0 only if everything holds."""
+        if offline and bundle is not None and directory is None and _is_mir_bundle(bundle):
+            from registry import verify_bundle_cli
+
+            raise typer.Exit(verify_bundle_cli.run(bundle, Path(target), key_paths=key or [],
+                                                   revoked=revoked_key_id or [], registry_key_path=registry_key,
+                                                   workers=workers))
         if offline:
             if directory is not None:
                 err.print("[red]error:[/red] with --offline give only DIR")
@@ -353,7 +373,8 @@ def register(app: typer.Typer, *, online_verify: OnlineVerify | None = None) -> 
             err.print("[red]error:[/red] online verification needs NAME@REF DIR and a registry; use --offline --bundle")
             raise typer.Exit(2)
         raise typer.Exit(
-            online_verify(target, directory, keys=key or [], revoked_key_ids=revoked_key_id or [], workers=workers)
+            online_verify(target, directory, keys=key or [], revoked_key_ids=revoked_key_id or [], workers=workers,
+                          policy=policy)
         )
 
     @app.command("keygen")

@@ -90,7 +90,7 @@ def get_or_create_external(session: Session, source: HuggingFaceSource | UrlSour
 
 @dataclass(frozen=True)
 class ResolvedParent:
-    """A parent after resolution: a committed (or, for checks, any) version, or an external source."""
+    """A parent after resolution: a committed version or a (stored) external source."""
 
     version: Version | None = None
     external: ExternalSource | None = None

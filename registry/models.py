@@ -90,6 +90,8 @@ class Blob(Base):
 
     digest: Mapped[str] = mapped_column(String(80), primary_key=True)
     size: Mapped[int] = mapped_column(BigInteger)
+    # BLAKE3 of the same bytes, computed while they streamed in: lets the verified loader check with BLAKE3.
+    blake3: Mapped[str | None] = mapped_column(String(80))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -352,3 +354,14 @@ class ScanResult(Base):
     format: Mapped[str] = mapped_column(String(64))
     findings: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Policy(Base):
+    """The rules a namespace's versions must meet to be loaded or deployed (JSON, see registry.policy)."""
+
+    __tablename__ = "policies"
+
+    namespace: Mapped[str] = mapped_column(String(100), primary_key=True)
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_by: Mapped[str | None] = mapped_column(String(200))

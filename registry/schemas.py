@@ -283,3 +283,8 @@ class KeyRevokeRequest(_Strict):
 
 class SignatureRequest(_Strict):
     envelope: dict[str, Any]
+
+
+class VerifyRequest(_Strict):
+    reference: str = Field(description="namespace/name@version-or-alias")
+    observed: dict[str, str] | None = Field(default=None, description="path -> digest the job computed on disk")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
 
@@ -80,7 +81,9 @@ def serve(settings: Settings | None = None) -> None:
 
 def _start_worker() -> subprocess.Popen[bytes]:
     """A `mir worker` child: scanning happens there (and in its sandboxed children), never in the API process."""
-    return subprocess.Popen([sys.executable, "-m", "registry.cli", "worker"], stdin=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [sys.executable, "-m", "registry.cli", "worker", "--parent-pid", str(os.getpid())], stdin=subprocess.DEVNULL
+    )
 
 
 def _db_label(settings: Settings) -> str:

@@ -9,15 +9,17 @@ against the pinned registry key.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from registry.bundle_check import RECEIPT_TYPE
 from registry.client import MirClient, MirError
 from registry.trust import TrustError, pinned_registry_key, trusted_signer_keys
 from signing.dsse import Envelope, EnvelopeFormatError
 from signing.hashing import hash_directory
-from signing.keys import PublicKey
+from signing.keys import PublicKey, verify_message
 from signing.manifest import Manifest
 from signing.tree import TreeError
 from signing.verify import compare_manifests, verify_envelope_for_manifest
@@ -34,6 +36,8 @@ class Check:
 class OnlineReport:
     reference: str
     checks: list[Check] = field(default_factory=list)
+    receipt: dict[str, Any] | None = None
+    manifest_digest: str = ""
 
     @property
     def ok(self) -> bool:
@@ -84,12 +88,13 @@ def _signature_checks(
 
 def verify(
     client: MirClient, reference: str, directory: Path, *, keys: list[Path], revoked_key_ids: list[str],
-    workers: int | None = None, registry_key_pem: str | None = None,
+    workers: int | None = None, registry_key_pem: str | None = None, policy: bool = False,
 ) -> OnlineReport:
     report = OnlineReport(reference)
     version = client.show_version(reference)
     report.reference = f"{version['artifact']}@{version['version']}"
     manifest = Manifest.from_dict({"files": version["files"]})
+    report.manifest_digest = manifest.digest()
     report.add("manifest digest", manifest.digest() == version["manifest_digest"],
                f"recomputed {manifest.digest()}, registry says {version['manifest_digest']}")
     try:
@@ -112,11 +117,38 @@ def verify(
     namespace = version["artifact"].split("/")[0]
     revoked = [*revoked_key_ids, *(k["key_id"] for k in client.list_keys(namespace) if k["revoked_at"])]
     _signature_checks(report, version, manifest, sigs, trusted_signer_keys(keys), revoked, pinned.public_key)
+    if policy:
+        observed = {f.path: f.digest for f in local.files} if local is not None else {}
+        _policy_checks(client, report, f"{version['artifact']}@{version['version']}", observed, pinned.public_key)
     return report
 
 
+def _policy_checks(
+    client: MirClient, report: OnlineReport, reference: str, observed: dict[str, str], registry_key: PublicKey
+) -> None:
+    """Ask the registry's policy decision, and accept it only with a valid receipt signed by the pinned key."""
+    answer = client.json("POST", "/v1/verify", json={"reference": reference, "observed": observed})
+    try:
+        envelope = Envelope.from_dict(answer["receipt"])
+        signed = envelope.payload_type == RECEIPT_TYPE and any(
+            verify_message(registry_key, s.sig, envelope.pae()) for s in envelope.signatures
+        )
+        receipt = json.loads(envelope.payload)
+    except (EnvelopeFormatError, KeyError, ValueError):
+        signed, receipt = False, {}
+    genuine = signed and receipt.get("decision") == answer["decision"] and receipt.get("observed_digests") == dict(
+        sorted(observed.items())
+    )
+    report.receipt = answer["receipt"] if genuine else None
+    report.add("policy receipt", genuine, "decision signed by the pinned registry key" if genuine
+               else "the policy decision is not backed by a valid receipt from the pinned registry key")
+    for check in answer["checks"]:
+        report.add(f"policy: {check['check']}", bool(check["ok"]), check["detail"])
+
+
 def run(
-    reference: str, directory: Path, *, keys: list[Path], revoked_key_ids: list[str], workers: int | None = None
+    reference: str, directory: Path, *, keys: list[Path], revoked_key_ids: list[str], workers: int | None = None,
+    policy: bool = False,
 ) -> int:
     """The CLI entry point: print one line per check; 0 only if every check holds."""
     from rich.console import Console
@@ -124,7 +156,8 @@ def run(
     out, err = Console(soft_wrap=True), Console(stderr=True, soft_wrap=True)
     try:
         with MirClient() as client:
-            report = verify(client, reference, directory, keys=keys, revoked_key_ids=revoked_key_ids, workers=workers)
+            report = verify(client, reference, directory, keys=keys, revoked_key_ids=revoked_key_ids, workers=workers,
+                            policy=policy)
     except MirError as exc:
         err.print(f"[red]error:[/red] {exc.message} [dim]({exc.code})[/dim]")
         return 1

@@ -148,13 +148,16 @@ def _resume(existing: Version, manifest: Manifest) -> Version:
     return existing
 
 
-def record_blob(session: Session, digest: str, size: int) -> None:
-    """Insert the blob row if absent (idempotent under concurrent uploads)."""
-    if session.get(Blob, digest) is not None:
+def record_blob(session: Session, digest: str, size: int, blake3: str | None = None) -> None:
+    """Insert the blob row if absent (idempotent under concurrent uploads); fill in a missing BLAKE3 digest."""
+    existing = session.get(Blob, digest)
+    if existing is not None:
+        if existing.blake3 is None and blake3 is not None:
+            existing.blake3 = blake3
         return
     try:
         with session.begin_nested():
-            session.add(Blob(digest=digest, size=size))
+            session.add(Blob(digest=digest, size=size, blake3=blake3))
     except IntegrityError:
         pass
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 
@@ -13,14 +14,21 @@ from registry.settings import Settings
 log = logging.getLogger("mir.worker")
 
 
-def run(settings: Settings, *, poll_s: float = 0.5, once: bool = False) -> None:
-    """Process scan jobs until stopped (SIGTERM/SIGINT); ``once`` drains the queue and returns."""
+def run(settings: Settings, *, poll_s: float = 0.5, once: bool = False, parent_pid: int | None = None) -> None:
+    """Process scan jobs until stopped (SIGTERM/SIGINT); ``once`` drains the queue and returns.
+
+    An embedded worker gets ``parent_pid`` (its ``mir serve``) and exits as soon as that process is gone, so a
+    killed server never leaves workers behind.
+    """
     ctx = RegistryContext.create(settings)
     stop = threading.Event()
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
     while not stop.is_set():
+        if parent_pid is not None and os.getppid() != parent_pid:
+            log.info("parent mir serve (pid %s) is gone; worker exiting", parent_pid)
+            return
         try:
             worked = run_once(ctx)
         except Exception:

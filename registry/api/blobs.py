@@ -57,20 +57,20 @@ async def upload_blob(
     if length is not None and length.isdigit() and int(length) > size:
         raise ApiError(413, "size_mismatch", f"body of {length} bytes is larger than the declared {size} bytes")
     try:
-        await receive_blob(ctx.blobs, digest, size, request.stream())
+        blake3_digest = await receive_blob(ctx.blobs, digest, size, request.stream())
     except BlobSizeMismatch as exc:
         raise ApiError(413 if isinstance(exc, BlobTooLarge) else 400, "size_mismatch", str(exc)) from exc
     except BlobDigestMismatch as exc:
         raise ApiError(400, "digest_mismatch", str(exc)) from exc
     except ClientDisconnect as exc:
         raise ApiError(400, "upload_incomplete", "client disconnected before the body was complete") from exc
-    await run_in_threadpool(_record, ctx, digest, size)
+    await run_in_threadpool(_record, ctx, digest, size, blake3_digest)
     return {"digest": digest, "size": size, "stored": "new"}
 
 
-def _record(ctx: Any, digest: str, size: int) -> None:
+def _record(ctx: Any, digest: str, size: int, blake3_digest: str | None = None) -> None:
     with ctx.transaction() as s:
-        record_blob(s, digest, size)
+        record_blob(s, digest, size, blake3_digest)
 
 
 @router.get("/{namespace}/{name}/versions/{ref}/files/{path:path}")

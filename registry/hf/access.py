@@ -11,6 +11,7 @@ of the two errors that stop a client from silently using a stale cached copy.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Annotated
 from urllib.parse import unquote
@@ -24,7 +25,7 @@ from registry.context import RegistryContext, get_context
 from registry.errors import ApiError
 from registry.hf.errors import INVALID_CREDENTIALS, REPO_NOT_FOUND, HfError, bad_request, repo_not_found
 from registry.hf.errors import revision_not_found as _revision_not_found
-from registry.hf.ids import SHORT_COMMIT_ID, commit_id
+from registry.hf.ids import SHORT_COMMIT_ID, commit_id, is_commit_id
 from registry.lineage_graph import CanRead
 from registry.models import Artifact, Version
 from registry.names import InvalidNameError, validate_segment
@@ -132,6 +133,39 @@ def _committed(version: Version | None) -> Version | None:
     return version if version is not None and version.state == COMMITTED else None
 
 
+# (artifact id, commit id) -> version id. Safe to keep: committed versions never change or go away, and a hit
+# is re-checked against the row anyway. Pinned-commit downloads ask once per file, so this saves a scan each.
+_COMMITS: dict[tuple[int, str], int] = {}
+_COMMITS_MAX = 50_000
+_COMMITS_LOCK = threading.Lock()
+
+
+def _by_commit(session: Session, ref: RepoRef, artifact: Artifact, revision: str) -> Version | None:
+    """The committed version whose commit id is (or, for 7+ hex digits, uniquely starts with) ``revision``."""
+    full = is_commit_id(revision)
+    if full:
+        with _COMMITS_LOCK:
+            cached = _COMMITS.get((artifact.id, revision))
+        if cached is not None:
+            hit = session.get(Version, cached)
+            if hit is not None and hit.state == COMMITTED and version_commit(ref, hit) == revision:
+                return hit
+    rows = session.execute(
+        select(Version.id, Version.version, Version.manifest_digest).where(
+            Version.artifact_id == artifact.id, Version.state == COMMITTED
+        )
+    )
+    matches = [vid for vid, name, digest in rows if commit_id(ref.repo, name, digest).startswith(revision)]
+    if len(matches) != 1:
+        return None
+    if full:
+        with _COMMITS_LOCK:
+            if len(_COMMITS) >= _COMMITS_MAX:
+                _COMMITS.clear()
+            _COMMITS[(artifact.id, revision)] = matches[0]
+    return session.get(Version, matches[0])
+
+
 def find_revision(session: Session, ref: RepoRef, artifact: Artifact, revision: str) -> Version | None:
     """The committed version an HF revision names, or None (see the module docstring for the order)."""
     version = _committed(find_version(session, artifact, revision))
@@ -141,9 +175,7 @@ def find_revision(session: Session, ref: RepoRef, artifact: Artifact, revision: 
     if alias is not None:
         return _committed(alias.version)
     if SHORT_COMMIT_ID.fullmatch(revision):
-        rows = session.scalars(select(Version).where(Version.artifact_id == artifact.id, Version.state == COMMITTED))
-        matches = [v for v in rows if version_commit(ref, v).startswith(revision)]
-        return matches[0] if len(matches) == 1 else None
+        return _by_commit(session, ref, artifact, revision)
     if revision == MAIN:
         latest = find_alias(session, artifact, LATEST)
         return _committed(latest.version) if latest is not None else None

@@ -17,6 +17,9 @@ Which version a commit creates, by the revision it targets:
   (``upload_folder(..., revision="1.2.0")`` publishes ``@1.2.0``).
 - an existing version, another alias, or a commit id: refused; versions are
   immutable and other aliases move only with ``mir alias set``.
+
+A new version built on a parent gets a ``derived_from`` lineage edge to it,
+recorded by the registry (so a quarantine of the parent flags it).
 """
 
 from __future__ import annotations
@@ -29,15 +32,18 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import blake3
 from sqlalchemy.orm import Session
 
 from registry.blobstore import LocalBlobStore
 from registry.hf.access import MAIN, RepoRef, find_revision, version_commit
 from registry.hf.errors import HfError, bad_request
 from registry.hf.ids import SHA256_HEX, SHORT_COMMIT_ID
+from registry.lineage import record_edge
 from registry.models import Artifact, Blob, Version, utcnow
 from registry.names import InvalidNameError, validate_version
 from registry.registry_key import RegistrySigner
+from registry.schemas import LineageDeclaration
 from registry.settings import Settings
 from registry.versions import (
     LATEST,
@@ -324,7 +330,7 @@ def commit(
         )
     for op in request.operations:
         if op.content is not None and op.digest is not None:
-            record_blob(session, op.digest, len(op.content))
+            record_blob(session, op.digest, len(op.content), "blake3:" + blake3.blake3(op.content).hexdigest())
     base = {f.path: FileEntry(f.path, f.size, f.digest) for f in parent.files} if parent is not None else {}
 
     def lfs_size(digest: str) -> int | None:
@@ -345,6 +351,11 @@ def commit(
     description = "\n\n".join(part for part in (request.summary, request.description) if part) or None
     version, _resumed = open_version(session, blobs, artifact, name, manifest, actor=actor, description=description)
     commit_registry_version(session, blobs, version, actor=actor, signer=signer)
+    if parent is not None:
+        # The commit is a delta on the parent: the registry knows the new version derives from it.
+        edge = {"type": "derived_from", "parent": {"ref": f"{ref.repo}@{parent.version}"},
+                "attributes": {"via": "hf_commit", "parent_commit": head}}
+        record_edge(session, version, LineageDeclaration.model_validate(edge), actor=actor)
     if target.move_main_alias:
         move_alias(session, artifact, MAIN, version, actor=actor, reason="hf push to main")
     return CommitResult(version_commit(ref, version), version.version, created=True)

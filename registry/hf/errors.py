@@ -12,7 +12,7 @@ validation errors into the same shape, so the HF routes never answer in the
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi import Request, Response
@@ -94,7 +94,7 @@ def from_api_error(exc: ApiError) -> HfError:
 class HfRoute(APIRoute):
     """A route whose every failure (dependencies included) answers in the HF error shape."""
 
-    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def hf_handler(request: Request) -> Response:

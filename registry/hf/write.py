@@ -211,7 +211,7 @@ async def lfs_upload(
         raise HfError(400, "SizeMismatch", f"body has {length} bytes, the LFS object {oid} is {declared} bytes")
     digest = f"sha256:{oid}"
     try:
-        await receive_blob(ctx.blobs, digest, declared, request.stream())
+        blake3_digest = await receive_blob(ctx.blobs, digest, declared, request.stream())
     except BlobSizeMismatch as exc:
         raise HfError(413 if isinstance(exc, BlobTooLarge) else 400, "SizeMismatch", f"{oid}: {exc}") from exc
     except BlobDigestMismatch as exc:
@@ -221,7 +221,7 @@ async def lfs_upload(
 
     def record() -> None:
         with ctx.transaction() as s:
-            record_blob(s, digest, declared)
+            record_blob(s, digest, declared, blake3_digest)
 
     await run_in_threadpool(record)
     return {"oid": oid, "size": declared}

@@ -93,6 +93,11 @@ def test_upload_folder_and_create_commit_make_versions(server: LiveServer, folde
         assert commit_id("acme/pushed", auto2["version"], auto2["manifest_digest"]) == edit
         assert commit_id("acme/pushed", "2.0", versions[2]["manifest_digest"]) == named
         assert auto2["description"] == "drop a.txt\n\nand add notes"
+        edges = client.show_version(f"acme/pushed@{auto2['version']}")["lineage"]
+        assert [(e["type"], e["parent"], e["origin"]) for e in edges] == [
+            ("derived_from", f"acme/pushed@{auto1['version']}", "recorded")
+        ]
+        assert edges[0]["attributes"] == {"via": "hf_commit", "parent_commit": first}
         latest = client.show_version("acme/pushed@latest")
         assert latest["version"] == "2.0" and latest["scan_status"] is not None  # queued for scanning like a push
         params = {"artifact": "acme/pushed", "action": "version.committed"}

@@ -308,3 +308,18 @@ def test_read_tree_listing_never_crashes(tmp_path_factory: pytest.TempPathFactor
     path.write_text(json.dumps(wrapped))
     with contextlib.suppress(HfImportError):
         read_tree_listing(path)
+
+
+def test_preupload_keeps_commits_small(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from registry.blobstore import LocalBlobStore
+
+    files = [SimpleNamespace(path=p, size=s) for p, s in (("a", 8), ("b", 8), ("big", 50), ("empty", 0), ("c", 6))]
+    modes = uploads.preupload_modes(LocalBlobStore(tmp_path), None, files, regular_max=10, inline_budget=15)
+    assert [(m["path"], m["uploadMode"]) for m in modes] == [
+        ("a", "regular"), ("b", "lfs"), ("big", "lfs"), ("empty", "regular"), ("c", "regular"),
+    ]
+    assert all(m["shouldIgnore"] is False and m["oid"] is None for m in modes)
+    with pytest.raises(ValueError, match="absolute"):
+        uploads.preupload_modes(LocalBlobStore(tmp_path), None, [SimpleNamespace(path="/x", size=1)], 10, 10)

@@ -1,0 +1,73 @@
+"""``mir verify --offline --bundle FILE DIR`` for mir verification bundles (no server at all)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from rich.console import Console
+
+from registry.bundle_check import BundleError, BundleReport, check_bundle
+from registry.config import load_credentials
+from registry.trust import trusted_signer_keys
+from signing.hashing import hash_directory
+from signing.keys import KeyFormatError, PublicKey, load_public_key
+from signing.tree import TreeError
+from signing.verify import compare_manifests
+
+MAX_BUNDLE_BYTES = 64 << 20
+
+
+def pinned_key_for_configured_registry() -> PublicKey | None:
+    """The registry key this machine pinned for ``MIR_URL`` (by an earlier online verify), if any."""
+    from hashlib import sha256
+
+    from registry.config import config_dir
+
+    path = config_dir() / "registry-keys" / f"{sha256(load_credentials().url.encode()).hexdigest()[:16]}.pem"
+    return load_public_key(path) if path.exists() else None
+
+
+def check_local(
+    data: bytes, directory: Path | None, *, key_paths: list[Path], revoked: list[str], registry_key_path: Path | None,
+    workers: int | None = None,
+) -> BundleReport:
+    """Bundle checks plus, when a directory is given, the local files against the bundle's manifest."""
+    env_key = os.environ.get("MIR_REGISTRY_KEY")
+    if registry_key_path is None and env_key:
+        registry_key_path = Path(env_key)
+    registry_key = load_public_key(registry_key_path) if registry_key_path else pinned_key_for_configured_registry()
+    report = check_bundle(data, registry_key=registry_key, signer_keys=trusted_signer_keys(key_paths),
+                          revoked_key_ids=revoked)
+    if directory is not None and report.manifest is not None:
+        try:
+            problems = compare_manifests(report.manifest, hash_directory(directory, workers=workers))
+        except (TreeError, OSError) as exc:
+            report.add("files", False, f"cannot hash {directory}: {exc}")
+        else:
+            report.add("files", not problems, "; ".join(str(p) for p in problems[:20]) if problems
+                       else f"{len(report.manifest.files)} files match the manifest")
+    return report
+
+
+def run(
+    bundle_path: Path, directory: Path, *, key_paths: list[Path], revoked: list[str], registry_key_path: Path | None,
+    workers: int | None = None,
+) -> int:
+    out, err = Console(soft_wrap=True), Console(stderr=True, soft_wrap=True)
+    try:
+        data = bundle_path.read_bytes()[: MAX_BUNDLE_BYTES + 1]
+        if len(data) > MAX_BUNDLE_BYTES:
+            raise BundleError("bundle file is too large")
+        report = check_local(data, directory, key_paths=key_paths, revoked=revoked,
+                             registry_key_path=registry_key_path, workers=workers)
+    except (BundleError, KeyFormatError, OSError) as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        return 2
+    for name, ok, detail in report.checks:
+        out.print(f"{'[green]ok[/green]  ' if ok else '[red]FAIL[/red]'} {name}: {detail}")
+    if report.ok:
+        out.print(f"[green]verified offline[/green] {directory} is exactly {report.reference}, allowed by its policy")
+        return 0
+    err.print(f"[red]offline verification of {directory} against {report.reference} failed[/red]")
+    return 1

@@ -1,0 +1,196 @@
+"""The deploy gate: policy decisions with signed receipts, offline bundles, and `mir run --verify`."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from safetensors.numpy import save_file
+
+from registry.client import MirClient, MirError
+from signing.keys import PrivateKey, generate_private_key, public_key_to_pem
+from tests.support.server import LiveServer, free_port
+from tests.support.trees import make_tree
+
+MALICIOUS_PICKLE = b"cos\nsystem\n(S'true'\ntR."
+
+
+def wait_scanned(client: MirClient, ref: str, timeout: float = 120) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        version = client.show_version(ref)
+        if version["scan_status"] not in (None, "pending"):
+            return version
+        time.sleep(0.3)
+    raise AssertionError(f"{ref} was not scanned in time")
+
+
+def safetensors_model(root: Path, seed: int = 0) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    save_file({"w": rng.standard_normal((8, 8)).astype(np.float32)}, str(root / "model-00001-of-00002.safetensors"))
+    save_file({"b": rng.standard_normal((8,)).astype(np.float32)}, str(root / "model-00002-of-00002.safetensors"))
+    (root / "config.json").write_text(json.dumps({"seed": seed}))
+    return root
+
+
+class Namespace:
+    """A namespace with one trusted key, its key file on disk, and an admin client."""
+
+    def __init__(self, server: LiveServer, tmp: Path, name: str) -> None:
+        self.server, self.name = server, name
+        self.key: PrivateKey = generate_private_key("ecdsa-p256")
+        self.pub = tmp / f"{name}.pub"
+        self.pub.write_bytes(public_key_to_pem(self.key.public_key()))
+        self.client = MirClient(server.url, server.admin_token)
+        self.key_id = self.client.register_key(name, self.pub.read_text(), "ci")["key_id"]
+        self.registry_pub = tmp / "registry.pub"
+        self.registry_pub.write_text(self.client.json("GET", "/v1/registry/key")["public_key"])
+
+    def push(self, src: Path, ref: str, *, sign: bool = True, **extra: Any) -> dict[str, Any]:
+        self.client.push(src, ref, sign_with=self.key if sign else None, **extra)
+        return wait_scanned(self.client, ref)
+
+    def verify(self, ref: str, directory: Path, *extra: str, **env: str) -> Any:
+        return self.server.cli("verify", ref, str(directory), "--key", str(self.pub), "--policy", *extra, **env)
+
+
+@pytest.fixture
+def ns(server: LiveServer, tmp_path: Path) -> Namespace:
+    return Namespace(server, tmp_path, f"gate{tmp_path.name[-8:].replace('_', '').lower()}")
+
+
+def test_signed_clean_safetensors_passes_policy(ns: Namespace, tmp_path: Path) -> None:
+    src = safetensors_model(tmp_path / "m")
+    ns.push(src, f"{ns.name}/llm@1")
+    result = ns.verify(f"{ns.name}/llm@1", src)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for check in ("policy receipt", "policy: signers", "policy: scan", "policy: formats", "policy: quarantine"):
+        assert f"ok   {check}" in result.stdout or f"ok {check}" in result.stdout.replace("ok  ", "ok ")
+
+
+def test_default_policy_denies_unsigned_and_pickle(ns: Namespace, tmp_path: Path) -> None:
+    src = safetensors_model(tmp_path / "m")
+    ns.push(src, f"{ns.name}/unsigned@1", sign=False)
+    unsigned = ns.verify(f"{ns.name}/unsigned@1", src)
+    assert unsigned.returncode == 1 and "FAIL policy: signers" in unsigned.stdout
+    import torch
+
+    pickled = tmp_path / "pt"
+    pickled.mkdir()
+    torch.save({"w": torch.ones(2)}, pickled / "model.bin")
+    ns.push(pickled, f"{ns.name}/pickled@1")
+    denied = ns.verify(f"{ns.name}/pickled@1", pickled)
+    assert denied.returncode == 1 and "FAIL policy: formats" in denied.stdout and "model.bin" in denied.stdout
+
+
+def test_k_of_n_signers(ns: Namespace, tmp_path: Path) -> None:
+    second = generate_private_key("ed25519")
+    second_pem = public_key_to_pem(second.public_key()).decode()
+    second_id = ns.client.register_key(ns.name, second_pem, "release-mgr")["key_id"]
+    policy = {"required_signers": {"keys": [ns.key_id, second_id], "threshold": 2}}
+    ns.client.json("PUT", f"/v1/namespaces/{ns.name}/policy", json=policy)
+    src = safetensors_model(tmp_path / "m")
+    ns.push(src, f"{ns.name}/two@1")
+    one = ns.verify(f"{ns.name}/two@1", src)
+    assert one.returncode == 1 and "1 of the required 2" in one.stdout
+    from signing.hashing import hash_directory
+    from signing.sign import sign_manifest
+
+    ns.client.add_signature(f"{ns.name}/two@1", sign_manifest(hash_directory(src), second).to_dict())
+    second_pub = tmp_path / "second.pub"
+    second_pub.write_bytes(public_key_to_pem(second.public_key()))
+    both = ns.verify(f"{ns.name}/two@1", src, "--key", str(second_pub))
+    assert both.returncode == 0, both.stdout
+
+
+def test_quarantined_ancestor_and_revoked_key(ns: Namespace, tmp_path: Path) -> None:
+    base = safetensors_model(tmp_path / "base", seed=1)
+    ns.push(base, f"{ns.name}/base@1")
+    child = safetensors_model(tmp_path / "child", seed=2)
+    ns.push(child, f"{ns.name}/child@1",
+            lineage=[{"type": "fine_tuned_from", "parent": {"ref": f"{ns.name}/base@1"}}])
+    assert ns.verify(f"{ns.name}/child@1", child).returncode == 0
+    ns.client.json("POST", f"/v1/artifacts/{ns.name}/base/versions/1/quarantine", json={"reason": "poisoned data"})
+    affected = ns.verify(f"{ns.name}/child@1", child)
+    assert affected.returncode == 1 and "FAIL policy: quarantine" in affected.stdout and "poisoned" in affected.stdout
+    ns.client.revoke_key(ns.name, ns.key_id, "rotated")
+    other = safetensors_model(tmp_path / "other", seed=3)
+    ns.client.push(other, f"{ns.name}/other@1")  # unsigned now: the key is revoked
+    revoked = ns.verify(f"{ns.name}/base@1", base)
+    assert revoked.returncode == 1 and "revoked" in revoked.stdout
+
+
+def test_verify_endpoint_observed_digests_and_receipt(ns: Namespace, tmp_path: Path) -> None:
+    src = safetensors_model(tmp_path / "m")
+    version = ns.push(src, f"{ns.name}/obs@1")
+    observed = {f["path"]: f["digest"] for f in version["files"]}
+    ok = ns.client.json("POST", "/v1/verify", json={"reference": f"{ns.name}/obs@1", "observed": observed})
+    assert ok["decision"] == "allow" and ok["receipt"]["payloadType"].endswith("verification-receipt.v1+json")
+    swapped = dict(observed)
+    a, b = sorted(p for p in observed if p.endswith(".safetensors"))
+    swapped[a], swapped[b] = observed[b], observed[a]
+    deny = ns.client.json("POST", "/v1/verify", json={"reference": f"{ns.name}/obs@1", "observed": swapped})
+    assert deny["decision"] == "deny" and "modified" in json.dumps(deny["checks"])
+    with pytest.raises(MirError) as exc:
+        ns.client.json("POST", "/v1/verify", json={"reference": f"{ns.name}/obs@1", "observed": {"../x": "sha256:1"}})
+    assert exc.value.code == "invalid_observed"
+    with pytest.raises(MirError) as exc:
+        ns.client.json("PUT", f"/v1/namespaces/{ns.name}/policy", json={"required_signer": {}})
+    assert exc.value.code == "invalid_policy"
+
+
+def test_offline_bundle_when_registry_is_unreachable(ns: Namespace, tmp_path: Path) -> None:
+    src = safetensors_model(tmp_path / "m")
+    ns.push(src, f"{ns.name}/offline@1")
+    bundle = tmp_path / "bundle.json"
+    ns.server.cli("bundle", f"{ns.name}/offline@1", "-o", str(bundle), check=True)
+    dead = f"http://127.0.0.1:{free_port()}"
+    offline = ns.server.cli("verify", "--offline", "--bundle", str(bundle), str(src), "--key", str(ns.pub),
+                            "--registry-key", str(ns.registry_pub), MIR_URL=dead)
+    assert offline.returncode == 0, offline.stdout + offline.stderr
+    assert "ok   audit log" in offline.stdout or "audit log: commit is entry" in offline.stdout
+    no_bundle = ns.server.cli("run", "--verify", f"{ns.name}/offline@1", str(src), "--key", str(ns.pub), "--",
+                              "true", MIR_URL=dead)
+    assert no_bundle.returncode == 1 and "not running the job" in no_bundle.stderr
+    with_bundle = ns.server.cli("run", "--verify", f"{ns.name}/offline@1", str(src), "--key", str(ns.pub),
+                                "--bundle", str(bundle), "--registry-key", str(ns.registry_pub), "--",
+                                "python", "-c", "import os; print(os.environ['MIR_VERIFIED_REF'])", MIR_URL=dead)
+    assert with_bundle.returncode == 0 and f"{ns.name}/offline@1" in with_bundle.stdout
+
+    data = json.loads(bundle.read_text())
+    tampered = dict(data)
+    tampered["manifest"] = {"files": [dict(f) for f in data["manifest"]["files"]]}
+    tampered["manifest"]["files"][0]["digest"] = "sha256:" + "0" * 64
+    (tmp_path / "tampered.json").write_text(json.dumps(tampered))
+    bad = ns.server.cli("verify", "--offline", "--bundle", str(tmp_path / "tampered.json"), str(src), "--key",
+                        str(ns.pub), "--registry-key", str(ns.registry_pub), MIR_URL=dead)
+    assert bad.returncode == 1 and "FAIL manifest" in bad.stdout
+    impostor = tmp_path / "impostor.pub"
+    impostor.write_bytes(public_key_to_pem(generate_private_key("ecdsa-p256").public_key()))
+    wrong = ns.server.cli("verify", "--offline", "--bundle", str(bundle), str(src), "--key", str(ns.pub),
+                          "--registry-key", str(impostor), MIR_URL=dead)
+    assert wrong.returncode == 1 and "not the trusted registry key" in wrong.stdout
+    (tmp_path / "garbage.json").write_text('{"mediaType": "application/vnd.mir.verification-bundle.v1+json"}')
+    garbage = ns.server.cli("verify", "--offline", "--bundle", str(tmp_path / "garbage.json"), str(src),
+                            "--registry-key", str(ns.registry_pub), MIR_URL=dead)
+    assert garbage.returncode == 2 and "has no" in garbage.stderr
+
+
+def test_run_refuses_a_tampered_directory(ns: Namespace, tmp_path: Path) -> None:
+    src = safetensors_model(tmp_path / "m")
+    ns.push(src, f"{ns.name}/runme@1")
+    marker = tmp_path / "ran"
+    ok = ns.server.cli("run", "--verify", f"{ns.name}/runme@1", str(src), "--key", str(ns.pub), "--",
+                       "python", "-c", f"import os; open({str(marker)!r}, 'w').write(os.environ['MIR_VERIFIED_DIR'])")
+    assert ok.returncode == 0, ok.stderr
+    assert marker.read_text() == str(src.resolve())
+    marker.unlink()
+    make_tree(src, {"extra.py": b"print('smuggled')"})
+    refused = ns.server.cli("run", "--verify", f"{ns.name}/runme@1", str(src), "--key", str(ns.pub), "--",
+                            "python", "-c", f"open({str(marker)!r}, 'w').write('x')")
+    assert refused.returncode == 1 and not marker.exists()
