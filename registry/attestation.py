@@ -83,6 +83,9 @@ def bundle(session: Session, signer: RegistrySigner, version: Version, log_id: s
             "formats": {f.path: results[f.digest].format if f.digest in results else None for f in version.files},
         },
         "quarantine": held,
+        # Revocations can only make verification stricter, so an offline verifier may take them from here.
+        "revoked_key_ids": sorted(k.key_id for k in signatures.keys_of(session, version.artifact.namespace)
+                                  if k.revoked_at is not None),
         "policy": body.model_dump(),
         "policy_digest": policy.policy_digest(body),
         "default_policy": is_default,

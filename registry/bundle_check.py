@@ -136,11 +136,12 @@ def check_bundle(
     report.blake3 = {p: d for p, d in blake3.items() if isinstance(p, str) and isinstance(d, str)}
     pol = att.get("policy") or {}
 
+    revoked = [*revoked_key_ids, *(k for k in att.get("revoked_key_ids") or [] if isinstance(k, str))]
     signers: set[str] = set()
     for sig in (s for s in sigs if s.get("origin") == "pusher"):
         try:
             result = verify_envelope_for_manifest(Envelope.from_dict(sig.get("envelope")), manifest, signer_keys,
-                                                  list(revoked_key_ids))
+                                                  revoked)
         except EnvelopeFormatError:
             continue
         if result.ok:

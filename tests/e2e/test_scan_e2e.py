@@ -2,30 +2,16 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
 from registry.client import MirClient, MirError
+from tests.support.gate import MALICIOUS_PICKLE, wait_scanned
 from tests.support.server import LiveServer
 from tests.support.trees import make_tree
-
-# A protocol-0 pickle that would run os.system('true') if anyone loaded it. Nobody does: it is only scanned.
-MALICIOUS_PICKLE = b"cos\nsystem\n(S'true'\ntR."
-
-
-def wait_scanned(client: MirClient, ref: str, timeout: float = 120) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        version = client.show_version(ref)
-        if version["scan_status"] not in (None, "pending"):
-            return version
-        time.sleep(0.3)
-    raise AssertionError(f"{ref} was not scanned within {timeout}s")
 
 
 def test_clean_model_scans_clean(server: LiveServer, tmp_path: Path) -> None:
