@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from registry import __version__, hf
-from registry.api import aliases, audit, blobs, lineage, signatures, tokens, verify, versions
+from registry.api import aliases, audit, blobs, lineage, signatures, synthetic, tokens, verify, versions
 from registry.context import RegistryContext
 from registry.errors import install_error_handlers
 from registry.limits import BodyLimitMiddleware
@@ -24,7 +24,7 @@ def create_app(settings: Settings | None = None, ctx: RegistryContext | None = N
     )
     app.state.ctx = ctx
     install_error_handlers(app)
-    for module in (versions, blobs, aliases, tokens, audit, signatures, lineage, verify):
+    for module in (versions, blobs, aliases, tokens, audit, signatures, lineage, verify, synthetic):
         app.include_router(module.router)
     hf.install(app)  # Hugging Face Hub-compatible routes at the root; after /v1 so those match first
 

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from registry import audit, policy, quarantine, scans, signatures
+from registry import audit, policy, quarantine, scans, signatures, synthetic
 from registry.bundle_check import ATTESTATION_TYPE, BUNDLE_MEDIA_TYPE, RECEIPT_TYPE
 from registry.models import AuditEntry, Blob, Version, VersionFile, utcnow
 from registry.registry_key import RegistrySigner
@@ -83,6 +83,8 @@ def bundle(session: Session, signer: RegistrySigner, version: Version, log_id: s
             "formats": {f.path: results[f.digest].format if f.digest in results else None for f in version.files},
         },
         "quarantine": held,
+        # Lineage-declared synthetic share and a dataset's fingerprint match, checked offline against the policy.
+        "synthetic": synthetic.summary(session, version),
         # Revocations can only make verification stricter, so an offline verifier may take them from here.
         "revoked_key_ids": sorted(k.key_id for k in signatures.keys_of(session, version.artifact.namespace)
                                   if k.revoked_at is not None),

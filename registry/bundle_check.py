@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from registry.synthetic_check import CHECK as SYNTHETIC_CHECK
+from registry.synthetic_check import check_limits
 from signing.dsse import Envelope, EnvelopeFormatError
 from signing.keys import KeyFormatError, PublicKey, key_id, load_public_key_pem, verify_message
 from signing.manifest import InvalidManifestError, Manifest
@@ -167,6 +169,10 @@ def check_bundle(
                    "no quarantined version in its lineage (as attested)" if held is None
                    else f"{held.get('status')}: {held.get('sources', [{}])[0].get('reason')}")
 
+    limits = check_limits(att.get("synthetic"), max_fraction=pol.get("max_synthetic_fraction"),
+                          max_depth=pol.get("max_recursion_depth"))
+    if limits is not None:
+        report.add(SYNTHETIC_CHECK, limits[0], limits[1] + " (as attested)")
     _check_audit(report, bundle["audit"], registry_key, bundle, manifest)
     return report
 

@@ -223,6 +223,12 @@ def show(
     out.print(f"[bold]{data['artifact']}@{data['version']}[/bold] ({data['kind']}, {data['state']})")
     out.print(f"manifest {data['manifest_digest']}  aliases: {', '.join(data['aliases']) or '-'}")
     out.print(f"scan: {data.get('scan_status') or 'not scanned'}")
+    if data.get("synthetic"):
+        from rich.markup import escape
+
+        from registry.synthetic_check import one_line
+
+        out.print(f"synthetic: {escape(one_line(data['synthetic']))}")
     table = Table("path", "size", "digest")
     for f in data["files"]:
         table.add_row(f["path"], _human(f["size"]), f["digest"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import typer
 from rich.console import Console
@@ -50,6 +51,11 @@ def _client_call(fn: Any) -> Any:
         raise typer.Exit(1) from exc
     except InvalidNameError as exc:
         raise _fail(str(exc)) from exc
+
+
+def _synthetic_url(reference: str) -> str:
+    ref = parse_ref(reference)
+    return f"/v1/artifacts/{ref.repo}/versions/{quote(ref.ref or 'latest', safe='')}/synthetic"
 
 
 # -- push options -----------------------------------------------------------------------------------------------
@@ -198,6 +204,8 @@ def register(app: typer.Typer) -> None:
             _print_impact(_client_call(lambda c: c.impact(reference)), fmt)
             return
         data = _client_call(lambda c: c.lineage(reference, direction="up" if up else "down", depth=depth))
+        if fmt != "dot":  # the root's synthetic share (issue 6): histogram by recursion depth, unknown share
+            data["synthetic"] = _client_call(lambda c: c.json("GET", _synthetic_url(reference)))
         if fmt == "json":
             print(json.dumps(data, indent=2))
         elif fmt == "dot":
@@ -206,6 +214,9 @@ def register(app: typer.Typer) -> None:
             out.print(render_tree(data))
             if not data["edges"]:
                 out.print(f"[dim]no {'ancestors' if up else 'descendants'} recorded[/dim]")
+            from registry.synthetic_check import one_line
+
+            out.print(f"synthetic: {escape(one_line(data['synthetic']))}")
 
     @app.command("lineage-add")
     def lineage_add(

@@ -171,8 +171,15 @@ def evaluate(session: Session, version: Version, observed: dict[str, str] | None
                      quarantine.describe_status(held, f"{namespace}/{name}@{version.version}") if held
                      else "neither the version nor any ancestor is quarantined")
     if body.max_synthetic_fraction is not None or body.max_recursion_depth is not None:
-        # Synthetic-data limits need the contamination analysis; until a version has one, fail closed.
-        decision.add("synthetic data", False, "the policy sets synthetic-data limits but no analysis is available")
+        # Lineage-declared share (unknown counts as synthetic) and, for datasets, the fingerprint match: see
+        # registry.synthetic_check, which the offline bundle check shares.
+        from registry import synthetic
+        from registry.synthetic_check import CHECK, check_limits
+
+        result = check_limits(synthetic.summary(session, version), max_fraction=body.max_synthetic_fraction,
+                              max_depth=body.max_recursion_depth)
+        if result is not None:
+            decision.add(CHECK, result[0], result[1])
     return decision
 
 

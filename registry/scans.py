@@ -91,12 +91,14 @@ def results_for(session: Session, version_id: int) -> dict[str, ScanResult]:
     return {r.blob_digest: r for r in rows}
 
 
-def _finish(session: Session, job: ScanJob, actor: str) -> None:
+def _finish(session: Session, job: ScanJob, actor: str, contamination: Verdict | None = None) -> None:
     version = session.get(Version, job.version_id)
     assert version is not None
     results = results_for(session, version.id)
     per_file = {f.path: results.get(f.digest) for f in version.files}
     verdicts = [Verdict(r.verdict) if r is not None else Verdict.ERROR for r in per_file.values()]
+    if contamination is not None:  # synthetic-data contamination of a dataset: at most suspicious, or error
+        verdicts.append(contamination)
     status = worst(verdicts).value if verdicts else Verdict.CLEAN.value
     version.scan_status = status
     job.state = DONE
@@ -105,7 +107,11 @@ def _finish(session: Session, job: ScanJob, actor: str) -> None:
     flagged = {p: r.verdict for p, r in per_file.items() if r is None or r.verdict != Verdict.CLEAN.value}
     audit.record(session, action="scan.completed", actor=actor, **label,
                  details={"verdict": status, "scanner": f"{SCANNER_NAME}/{SCANNER_VERSION}",
-                          "manifest_digest": version.manifest_digest, "flagged_files": flagged})
+                          "manifest_digest": version.manifest_digest, "flagged_files": flagged,
+                          **({"contamination": contamination.value} if contamination is not None else {})})
+    from registry.contamination_jobs import flag_limits  # contamination_jobs -> policy -> scans: import at use
+
+    flag_limits(session, version, actor)
     if status == Verdict.MALICIOUS.value:
         reason = "scan found malicious content in: " + ", ".join(p for p, v in flagged.items() if v == "malicious")
         if quarantine.active_quarantine(session, version) is None:
@@ -125,10 +131,17 @@ def process(ctx: RegistryContext, job_id: int, actor: str) -> None:
         data = report.to_dict()
         with ctx.transaction() as session:
             _store_result(session, digest, data)
+    from registry.contamination_jobs import analyse
+
     with ctx.transaction() as session:
         job = session.get(ScanJob, job_id)
         assert job is not None
-        _finish(session, job, actor)
+        version_id = job.version_id
+    contamination = analyse(ctx, version_id)  # datasets only: fingerprint match (and index), see contamination_jobs
+    with ctx.transaction() as session:
+        job = session.get(ScanJob, job_id)
+        assert job is not None
+        _finish(session, job, actor, contamination)
 
 
 def run_once(ctx: RegistryContext, worker: str | None = None) -> bool:
@@ -172,4 +185,7 @@ def version_scan_summary(session: Session, version: Version) -> dict[str, Any]:
             "verdict": r.verdict if r else None, "format": r.format if r else None,
             "findings": r.findings if r else [],
         })
-    return {"status": version.scan_status, "scanner": f"{SCANNER_NAME}/{SCANNER_VERSION}", "files": files}
+    from registry.synthetic import fingerprint_summary
+
+    return {"status": version.scan_status, "scanner": f"{SCANNER_NAME}/{SCANNER_VERSION}", "files": files,
+            "contamination": fingerprint_summary(session, version)}

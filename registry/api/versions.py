@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 from sqlalchemy import select
 
 from registry import audit, lineage, lineage_graph, quarantine, scan_queue, scans, signatures
+from registry.api import synthetic as synthetic_api
 from registry.api.refs import checked_repo, checked_version
 from registry.auth import Context, CurrentPrincipal
 from registry.errors import ApiError
@@ -170,6 +171,7 @@ def show_version(namespace: str, name: str, ref: str, ctx: Context, principal: C
         data = version_to_dict(row, aliases=aliases)
         data["lineage"] = lineage_graph.parents_of(s, row, can_read=principal.can_read)
         data["quarantine"] = quarantine.quarantine_status(s, row, can_read=principal.can_read)
+        data["synthetic"] = synthetic_api.with_policy(s, row)
         return data
 
 
