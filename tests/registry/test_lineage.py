@@ -4,60 +4,29 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from prov.model import ProvDocument
-from sqlalchemy import Engine, insert, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session
 
 from registry import exports, lineage, lineage_graph, quarantine
 from registry.auth import Principal
-from registry.blobstore import LocalBlobStore
-from registry.db import make_engine, make_session_factory, session_scope
 from registry.errors import ApiError
-from registry.migrate import ensure_schema
 from registry.models import AuditEntry, LineageEdge, Version
 from registry.names import parse_ref
 from registry.schemas import LineageDeclaration, parse_parent_spec
 from registry.versions import COMMITTED, commit_version, get_artifact, get_or_create_artifact, move_alias, open_version
 from signing.manifest import Manifest
+from tests.support.service import Reg, edge
 
 HF_SHA = "0123456789abcdef0123456789abcdef01234567"
 DIGEST = "sha256:" + "ab" * 32
 ADMIN = Principal(token_id=1, name="admin", scopes=frozenset({"admin"}))
 ALICE = Principal(token_id=2, name="alice", scopes=frozenset({"write:acme"}))
-
-
-@dataclass
-class Reg:
-    engine: Engine
-    sessions: sessionmaker[Session]
-    blobs: LocalBlobStore
-
-    def session(self) -> Any:
-        return session_scope(self.sessions)
-
-
-@pytest.fixture
-def reg(db_url: str, tmp_path: Path) -> Iterator[Reg]:
-    engine = make_engine(db_url)
-    ensure_schema(engine, db_url, auto_migrate=True)
-    yield Reg(engine, make_session_factory(engine), LocalBlobStore.from_url(f"file://{tmp_path / 'blobs'}"))
-    engine.dispose()
-
-
-def edge(edge_type: str, parent: str | dict[str, Any], **attributes: Any) -> dict[str, Any]:
-    return {
-        "type": edge_type,
-        "parent": {"ref": parent} if isinstance(parent, str) else parent,
-        "attributes": attributes,
-    }
 
 
 def open_(s: Session, reg: Reg, reference: str, decls: list[dict[str, Any]], *, who: Principal = ADMIN,

@@ -3,52 +3,23 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import select
 
 from registry import lineage, policy, synthetic
-from registry.blobstore import LocalBlobStore
 from registry.contamination_jobs import load_index, store_fingerprints
-from registry.db import make_engine, make_session_factory, session_scope
-from registry.migrate import ensure_schema
 from registry.models import AuditEntry, ContaminationResult, Version
 from registry.names import parse_ref
 from registry.synthetic_check import check_limits
 from registry.versions import commit_version, get_artifact, get_or_create_artifact, open_version
 from scanners.contamination import FingerprintIndex
 from signing.manifest import Manifest
+from tests.support.service import Reg, edge
 
 HUMAN_URL = {"external": {"kind": "url", "url": "https://example.org/wiki.jsonl", "digest": "sha256:" + "ab" * 32}}
 OTHER_URL = {"external": {"kind": "url", "url": "https://example.org/web.jsonl", "digest": "sha256:" + "cd" * 32}}
-
-
-@dataclass
-class Reg:
-    engine: Engine
-    sessions: sessionmaker[Session]
-    blobs: LocalBlobStore
-
-    def session(self) -> Any:
-        return session_scope(self.sessions)
-
-
-@pytest.fixture
-def reg(db_url: str, tmp_path: Path) -> Iterator[Reg]:
-    engine = make_engine(db_url)
-    ensure_schema(engine, db_url, auto_migrate=True)
-    yield Reg(engine, make_session_factory(engine), LocalBlobStore.from_url(f"file://{tmp_path / 'blobs'}"))
-    engine.dispose()
-
-
-def edge(edge_type: str, parent: str | dict[str, Any], **attributes: Any) -> dict[str, Any]:
-    return {"type": edge_type, "parent": {"ref": parent} if isinstance(parent, str) else parent,
-            "attributes": attributes}
 
 
 def push(reg: Reg, reference: str, *decls: dict[str, Any], kind: str = "dataset") -> int:
