@@ -28,7 +28,14 @@ BUNDLE_MEDIA_TYPE = "application/vnd.mir.verification-bundle.v1+json"
 ATTESTATION_TYPE = "application/vnd.mir.registry-attestation.v1+json"
 ATTESTATION_KIND = "mir.registry-attestation.v1"
 RECEIPT_TYPE = "application/vnd.mir.verification-receipt.v1+json"
+# Formats that are data, not code or weights: always loadable (config.json, tokenizer files, README).
 DATA_FORMATS = frozenset({"text", "empty"})
+
+
+def required_signers(signers: set[str], required_keys: Sequence[str]) -> set[str]:
+    """The signers that count toward a k-of-n rule: those listed, or every trusted signer if none are listed."""
+    wanted = set(required_keys)
+    return signers & wanted if wanted else signers
 
 
 class BundleError(ValueError):
@@ -149,9 +156,8 @@ def check_bundle(
         if result.ok:
             signers.update(result.signer_key_ids)
     required = pol.get("required_signers") or {}
-    wanted = set(required.get("keys") or [])
     need = int(required.get("threshold", 1))
-    counted = signers & wanted if wanted else signers
+    counted = required_signers(signers, required.get("keys") or [])
     report.add("signers", len(counted) >= need,
                f"{len(counted)} of {need} required signature(s) by keys trusted on this machine")
 

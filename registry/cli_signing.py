@@ -27,6 +27,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from registry.bundle_check import BUNDLE_MEDIA_TYPE
 from signing.bundle import BundleFormatError, parse_bundle
 from signing.hashing import ALGORITHMS, HashingError, UnsupportedAlgorithmError
 from signing.intoto import StatementError, parse_statement
@@ -277,7 +278,7 @@ def run_keygen(
 def _is_mir_bundle(path: Path) -> bool:
     try:
         with open(path, "rb") as handle:
-            return b"application/vnd.mir.verification-bundle.v1+json" in handle.read(4096)
+            return BUNDLE_MEDIA_TYPE.encode() in handle.read(4096)
     except OSError:
         return False
 

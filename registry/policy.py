@@ -10,20 +10,21 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass, field
+from hashlib import sha256
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.orm import Session
 
-from registry import quarantine, scans, signatures
+from registry import audit, quarantine, scans, signatures, synthetic
+from registry.bundle_check import DATA_FORMATS, required_signers
 from registry.errors import ApiError
 from registry.models import Policy, Version, utcnow
+from registry.synthetic_check import CHECK as SYNTHETIC_CHECK
+from registry.synthetic_check import check_limits
 from registry.versions import version_manifest
 from signing.jcs import canonicalize
 from signing.verify import verify_envelope_for_manifest
-
-# Formats that are data, not code or weights: always loadable (config.json, tokenizer files, README).
-DATA_FORMATS = frozenset({"text", "empty"})
 
 
 class RequiredSigners(BaseModel):
@@ -71,8 +72,6 @@ def policy_for(session: Session, namespace: str) -> tuple[PolicyBody, bool]:
 
 
 def set_policy(session: Session, namespace: str, body: PolicyBody, actor: str) -> Policy:
-    from registry import audit
-
     row = session.get(Policy, namespace)
     data = body.model_dump()
     if row is None:
@@ -86,8 +85,6 @@ def set_policy(session: Session, namespace: str, body: PolicyBody, actor: str) -
 
 
 def policy_digest(body: PolicyBody) -> str:
-    from hashlib import sha256
-
     return "sha256:" + sha256(canonicalize(body.model_dump())).hexdigest()
 
 
@@ -143,7 +140,7 @@ def evaluate(session: Session, version: Version, observed: dict[str, str] | None
         if result.ok:
             signers.update(result.signer_key_ids)
     wanted = set(body.required_signers.keys)
-    counted = signers & wanted if wanted else signers
+    counted = required_signers(signers, body.required_signers.keys)
     need = body.required_signers.threshold
     decision.add("signers", len(counted) >= need,
                  f"{len(counted)} of the required {need} signature(s) from "
@@ -173,13 +170,10 @@ def evaluate(session: Session, version: Version, observed: dict[str, str] | None
     if body.max_synthetic_fraction is not None or body.max_recursion_depth is not None:
         # Lineage-declared share (unknown counts as synthetic) and, for datasets, the fingerprint match: see
         # registry.synthetic_check, which the offline bundle check shares.
-        from registry import synthetic
-        from registry.synthetic_check import CHECK, check_limits
-
-        result = check_limits(synthetic.summary(session, version), max_fraction=body.max_synthetic_fraction,
+        limits = check_limits(synthetic.summary(session, version), max_fraction=body.max_synthetic_fraction,
                               max_depth=body.max_recursion_depth)
-        if result is not None:
-            decision.add(CHECK, result[0], result[1])
+        if limits is not None:
+            decision.add(SYNTHETIC_CHECK, limits[0], limits[1])
     return decision
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -55,19 +55,6 @@ class RevokeRequest(_Strict):
 
 # -- lineage declarations -------------------------------------------------------------------------------------
 
-EDGE_TYPES = (
-    "trained_on",
-    "evaluated_on",
-    "fine_tuned_from",
-    "adapter_of",
-    "merged_from",
-    "quantized_from",
-    "distilled_from",
-    "converted_from",
-    "derived_from",
-    "generated_by",
-    "imported_from",
-)
 EdgeType = Literal[
     "trained_on",
     "evaluated_on",
@@ -81,6 +68,7 @@ EdgeType = Literal[
     "generated_by",
     "imported_from",
 ]
+EDGE_TYPES: tuple[str, ...] = get_args(EdgeType)
 MAX_ATTRIBUTES = 32
 MAX_ATTRIBUTES_BYTES = 4096
 MAX_ATTRIBUTE_STRING = 1000

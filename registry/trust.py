@@ -34,6 +34,12 @@ def _pin_path(url: str) -> Path:
     return config_dir() / "registry-keys" / f"{sha256(url.encode()).hexdigest()[:16]}.pem"
 
 
+def pinned_key_for(url: str) -> PublicKey | None:
+    """The registry key pinned earlier for ``url`` (by an online verify or audit), without asking the server."""
+    path = _pin_path(url.rstrip("/"))
+    return load_public_key(path) if path.exists() else None
+
+
 def pinned_registry_key(client: MirClient, explicit_pem: str | None = None) -> PinnedKey:
     """The registry key to trust: explicit, else pinned earlier, else pinned now (trust on first use)."""
     served = client.json("GET", "/v1/registry/key")

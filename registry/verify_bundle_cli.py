@@ -9,7 +9,7 @@ from rich.console import Console
 
 from registry.bundle_check import BundleError, BundleReport, check_bundle
 from registry.config import load_credentials
-from registry.trust import trusted_signer_keys
+from registry.trust import pinned_key_for, trusted_signer_keys
 from signing.hashing import hash_directory
 from signing.keys import KeyFormatError, PublicKey, load_public_key
 from signing.tree import TreeError
@@ -20,12 +20,7 @@ MAX_BUNDLE_BYTES = 64 << 20
 
 def pinned_key_for_configured_registry() -> PublicKey | None:
     """The registry key this machine pinned for ``MIR_URL`` (by an earlier online verify), if any."""
-    from hashlib import sha256
-
-    from registry.config import config_dir
-
-    path = config_dir() / "registry-keys" / f"{sha256(load_credentials().url.encode()).hexdigest()[:16]}.pem"
-    return load_public_key(path) if path.exists() else None
+    return pinned_key_for(load_credentials().url)
 
 
 def check_local(

@@ -48,7 +48,7 @@ class OnlineReport:
 
 
 def _signature_checks(
-    report: OnlineReport, version: dict[str, Any], manifest: Manifest, sigs: list[dict[str, Any]],
+    report: OnlineReport, manifest: Manifest, sigs: list[dict[str, Any]],
     signer_keys: list[PublicKey], revoked: list[str], registry_key: PublicKey,
 ) -> None:
     pusher = [s for s in sigs if s["origin"] == "pusher"]
@@ -116,7 +116,7 @@ def verify(
     # Revocations reported by the server can only make verification stricter, so they are safe to take.
     namespace = version["artifact"].split("/")[0]
     revoked = [*revoked_key_ids, *(k["key_id"] for k in client.list_keys(namespace) if k["revoked_at"])]
-    _signature_checks(report, version, manifest, sigs, trusted_signer_keys(keys), revoked, pinned.public_key)
+    _signature_checks(report, manifest, sigs, trusted_signer_keys(keys), revoked, pinned.public_key)
     if policy:
         observed = {f.path: f.digest for f in local.files} if local is not None else {}
         _policy_checks(client, report, f"{version['artifact']}@{version['version']}", observed, pinned.public_key)
