@@ -95,8 +95,11 @@ def _finish(session: Session, job: ScanJob, actor: str, contamination: Verdict |
     version = session.get(Version, job.version_id)
     assert version is not None
     results = results_for(session, version.id)
-    per_file = {f.path: results.get(f.digest) for f in version.files}
-    verdicts = [Verdict(r.verdict) if r is not None else Verdict.ERROR for r in per_file.values()]
+    # A file without a stored result was not analysed: that is an error, never clean.
+    per_file = {
+        f.path: Verdict(results[f.digest].verdict) if f.digest in results else Verdict.ERROR for f in version.files
+    }
+    verdicts = list(per_file.values())
     if contamination is not None:  # synthetic-data contamination of a dataset: at most suspicious, or error
         verdicts.append(contamination)
     status = worst(verdicts).value if verdicts else Verdict.CLEAN.value
@@ -104,7 +107,7 @@ def _finish(session: Session, job: ScanJob, actor: str, contamination: Verdict |
     job.state = DONE
     job.finished_at = utcnow()
     label = dict(namespace=version.artifact.namespace, name=version.artifact.name, version=version.version)
-    flagged = {p: r.verdict for p, r in per_file.items() if r is None or r.verdict != Verdict.CLEAN.value}
+    flagged = {p: v.value for p, v in per_file.items() if v is not Verdict.CLEAN}
     audit.record(session, action="scan.completed", actor=actor, **label,
                  details={"verdict": status, "scanner": f"{SCANNER_NAME}/{SCANNER_VERSION}",
                           "manifest_digest": version.manifest_digest, "flagged_files": flagged,

@@ -1,0 +1,45 @@
+"""Finishing a scan job: a file without a stored result is an error, never clean (and never a crash)."""
+
+from __future__ import annotations
+
+import hashlib
+
+from sqlalchemy import select
+
+from registry import scans
+from registry.models import AuditEntry, ScanJob, ScanResult, Version
+from registry.versions import commit_version, get_or_create_artifact, open_version, record_blob
+from signing.manifest import FileEntry, Manifest
+from tests.support.service import Reg
+
+
+def _store(reg: Reg, data: bytes) -> FileEntry:
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    writer = reg.blobs.writer(digest, len(data))
+    writer.write(data)
+    writer.commit()
+    return FileEntry("", len(data), digest)
+
+
+def test_missing_result_makes_the_version_error(reg: Reg) -> None:
+    scanned, unscanned = _store(reg, b"config"), _store(reg, b"weights")
+    manifest = Manifest.from_entries([
+        FileEntry("config.json", scanned.size, scanned.digest),
+        FileEntry("model.bin", unscanned.size, unscanned.digest),
+    ])
+    with reg.session() as s:
+        for entry in manifest.files:
+            record_blob(s, entry.digest, entry.size)
+        art = get_or_create_artifact(s, "acme", "partly", "model", "tester")
+        version, _ = open_version(s, reg.blobs, art, "1", manifest, actor="tester")
+        commit_version(s, reg.blobs, version, actor="tester")
+        s.add(ScanResult(blob_digest=scanned.digest, scanner=scans.SCANNER_NAME,
+                         scanner_version=scans.SCANNER_VERSION, verdict="clean", format="text", findings=[]))
+        job = s.scalar(select(ScanJob).where(ScanJob.version_id == version.id))
+        assert job is not None
+        scans._finish(s, job, "tester")
+    with reg.session() as s:
+        row = s.scalar(select(Version).where(Version.version == "1"))
+        assert row is not None and row.scan_status == "error"
+        entry = s.scalar(select(AuditEntry).where(AuditEntry.action == "scan.completed"))
+        assert entry is not None and '"flagged_files":{"model.bin":"error"}' in entry.body
