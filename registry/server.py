@@ -80,10 +80,26 @@ def serve(settings: Settings | None = None) -> None:
 
 
 def _start_worker() -> subprocess.Popen[bytes]:
-    """A `mir worker` child: scanning happens there (and in its sandboxed children), never in the API process."""
+    """A `mir worker` child: scanning happens there (and in its sandboxed children), never in the API process.
+
+    uvicorn re-raises SIGTERM after its graceful shutdown, so code after ``uvicorn.run`` may never run: the
+    kernel is asked to signal the worker when this process dies, and the worker also polls its parent.
+    """
     return subprocess.Popen(
-        [sys.executable, "-m", "registry.cli", "worker", "--parent-pid", str(os.getpid())], stdin=subprocess.DEVNULL
+        [sys.executable, "-m", "registry.cli", "worker", "--parent-pid", str(os.getpid())],
+        stdin=subprocess.DEVNULL,
+        preexec_fn=_terminate_with_parent,
     )
+
+
+def _terminate_with_parent() -> None:
+    """In the child before exec: PR_SET_PDEATHSIG(SIGTERM) on Linux; elsewhere the worker's polling suffices."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
 
 
 def _db_label(settings: Settings) -> str:
