@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from registry import audit, policy, quarantine, scans, signatures, synthetic
+from registry import audit, policy, signatures
 from registry.bundle_check import ATTESTATION_TYPE, BUNDLE_MEDIA_TYPE, RECEIPT_TYPE
 from registry.models import AuditEntry, Blob, Version, VersionFile, utcnow
 from registry.registry_key import RegistrySigner
@@ -30,12 +30,21 @@ def sign_payload(signer: RegistrySigner, payload: dict[str, Any], payload_type: 
     return sign_envelope(canonicalize(payload), signer.private_key, payload_type)
 
 
-def receipt(signer: RegistrySigner, decision: policy.Decision, observed: dict[str, str] | None) -> dict[str, Any]:
-    """A short-lived signed statement of the decision, for the job to keep or pass on."""
+def receipt(
+    signer: RegistrySigner, decision: policy.Decision, observed: dict[str, str] | None, *, reference: str,
+    nonce: str | None,
+) -> dict[str, Any]:
+    """A short-lived signed statement of the decision, for the job to keep or pass on.
+
+    It names its subject (the reference asked about, the artifact, version and manifest digest it resolved to)
+    and echoes the caller's nonce, so a verifier can refuse a receipt about something else or from earlier.
+    """
     now = utcnow()
     body = policy.decision_to_dict(decision)
     payload = {
         "type": "mir.verification-receipt.v1",
+        "reference": reference,
+        "nonce": nonce,
         "artifact": body["artifact"],
         "version": body["version"],
         "manifest_digest": body["manifest_digest"],
@@ -67,24 +76,25 @@ def _commit_entry(session: Session, version: Version) -> AuditEntry | None:
     )
 
 
-def bundle(session: Session, signer: RegistrySigner, version: Version, log_id: str) -> dict[str, Any]:
-    """Everything a verifier needs to check this version offline."""
+def bundle(
+    session: Session, signer: RegistrySigner, version: Version, log_id: str, *, requested_ref: str | None = None,
+    nonce: str | None = None,
+) -> dict[str, Any]:
+    """Everything a verifier needs to check this version offline.
+
+    The attestation carries the facts ``/v1/verify`` decides from (``policy.attested_facts``), so the offline
+    check runs the same engine on the same facts; ``requested_ref`` and ``nonce`` echo what the caller asked.
+    """
     label = {"artifact": f"{version.artifact.namespace}/{version.artifact.name}", "version": version.version}
     body, is_default = policy.policy_for(session, version.artifact.namespace)
-    results = scans.results_for(session, version.id)
-    held = quarantine.quarantine_status(session, version)
     attestation = {
         "type": "mir.registry-attestation.v1",
         **label,
+        "requested_ref": requested_ref if requested_ref is not None else version.version,
+        "nonce": nonce,
         "manifest_digest": version.manifest_digest,
         "blake3": _blake3_digests(session, version),
-        "scan": {
-            "status": version.scan_status,
-            "formats": {f.path: results[f.digest].format if f.digest in results else None for f in version.files},
-        },
-        "quarantine": held,
-        # Lineage-declared synthetic share and a dataset's fingerprint match, checked offline against the policy.
-        "synthetic": synthetic.summary(session, version),
+        **policy.attested_facts(session, version),
         # Revocations can only make verification stricter, so an offline verifier may take them from here.
         "revoked_key_ids": sorted(k.key_id for k in signatures.keys_of(session, version.artifact.namespace)
                                   if k.revoked_at is not None),

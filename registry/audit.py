@@ -5,7 +5,9 @@ when the change it describes was committed. Appends lock the single
 ``audit_state`` row (SELECT ... FOR UPDATE on PostgreSQL; SQLite transactions
 already hold the write lock), cost O(log n) node writes, and proofs read
 O(log n) stored subtree hashes. On PostgreSQL triggers refuse UPDATE and
-DELETE of the log tables; on SQLite this module never issues them.
+DELETE of the log tables and let ``audit_state`` only advance with the log,
+and the service runs as a role that may only append (registry.db_roles); on
+SQLite this module never issues them.
 """
 
 from __future__ import annotations
@@ -111,6 +113,7 @@ def record(
         leaf_hash=leaf.hex(),
     )
     session.add(entry)
+    session.flush()  # the entry first: on PostgreSQL audit_state may only advance to the entries that exist
     state.size = index + 1
     session.flush()
     return entry

@@ -19,9 +19,17 @@ from typing import Any
 
 from registry.client import MirClient
 from registry.config import config_dir
-from registry.trust import TrustError, pinned_registry_key
-from signing.merkle import MerkleLog, NodeKey, leaf_hash, root_keys, verify_consistency
-from signing.tree_head import SignedTreeHead, TreeHeadError, verify_tree_head
+from registry.trust import PinnedKey, TrustError, pinned_registry_key
+from signing.merkle import (
+    MerkleError,
+    MerkleLog,
+    NodeKey,
+    leaf_hash,
+    root_keys,
+    verify_consistency,
+    verify_inclusion,
+)
+from signing.tree_head import SignedTreeHead, TreeHead, TreeHeadError, verify_tree_head
 
 PAGE = 1000
 
@@ -77,7 +85,43 @@ def _save_checkpoint(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+class HeadRejected(Exception):
+    """The registry's signed tree head cannot be trusted: nothing can be checked against it."""
+
+
+def _verified_head(
+    client: MirClient, pinned: PinnedKey, checkpoint: dict[str, Any] | None
+) -> tuple[SignedTreeHead, TreeHead]:
+    """The current signed head, checked against the pinned key and proven to extend the checkpoint's head."""
+    try:
+        signed = SignedTreeHead.from_dict(client.json("GET", "/v1/audit/tree-head"))
+        head = verify_tree_head(signed, pinned.public_key, key_id=pinned.key_id)
+    except TreeHeadError as exc:
+        raise HeadRejected(f"tree head rejected: {exc}") from exc
+    if checkpoint is not None:
+        old = SignedTreeHead.from_dict(checkpoint["tree_head"]).head
+        if head.tree_size < old.tree_size:
+            raise HeadRejected(
+                f"the log shrank from {old.tree_size} to {head.tree_size} entries: history was rewritten"
+            )
+        proof = client.json(
+            "GET", "/v1/audit/proof/consistency", params={"old_size": old.tree_size, "new_size": head.tree_size}
+        )
+        try:
+            consistent = verify_consistency(old.tree_size, head.tree_size, old.root_hash, head.root_hash,
+                                            [bytes.fromhex(h) for h in proof["proof"]])
+        except (MerkleError, ValueError, TypeError, KeyError):
+            consistent = False
+        if not consistent:
+            raise HeadRejected(
+                f"the log at size {head.tree_size} is not an extension of the log this client saw at size "
+                f"{old.tree_size}: history was rewritten"
+            )
+    return signed, head
+
+
 def verify(client: MirClient, *, pinned_key_pem: str | None = None, full: bool = False) -> AuditReport:
+    """Check the whole log (or what was appended since the checkpoint); only a run that passes saves one."""
     report = AuditReport()
     path = checkpoint_path(client.url)
     checkpoint = _load_checkpoint(path)
@@ -89,30 +133,15 @@ def verify(client: MirClient, *, pinned_key_pem: str | None = None, full: bool =
     if pinned.newly_pinned:
         report.notes.append(f"first run: pinned registry key {pinned.key_id} (trust on first use)")
     try:
-        signed = SignedTreeHead.from_dict(client.json("GET", "/v1/audit/tree-head"))
-        head = verify_tree_head(signed, pinned.public_key, key_id=pinned.key_id)
-    except TreeHeadError as exc:
-        report.fail(f"tree head rejected: {exc}")
+        signed, head = _verified_head(client, pinned, checkpoint)
+    except HeadRejected as exc:
+        report.fail(str(exc))
         return report
     report.tree_size = head.tree_size
 
     start, frontier = 0, FrontierStore()
     if checkpoint is not None:
         old = SignedTreeHead.from_dict(checkpoint["tree_head"]).head
-        if head.tree_size < old.tree_size:
-            report.fail(f"the log shrank from {old.tree_size} to {head.tree_size} entries: history was rewritten")
-            return report
-        proof = client.json(
-            "GET", "/v1/audit/proof/consistency", params={"old_size": old.tree_size, "new_size": head.tree_size}
-        )
-        if not verify_consistency(
-            old.tree_size, head.tree_size, old.root_hash, head.root_hash, [bytes.fromhex(h) for h in proof["proof"]]
-        ):
-            report.fail(
-                f"the log at size {head.tree_size} is not an extension of the log this client saw at size "
-                f"{old.tree_size}: history was rewritten"
-            )
-            return report
         if not full:
             start = old.tree_size
             frontier = FrontierStore({tuple(map(int, k.split(":"))): bytes.fromhex(v)  # type: ignore[misc]
@@ -155,3 +184,86 @@ def verify(client: MirClient, *, pinned_key_pem: str | None = None, full: bool =
         },
     )
     return report
+
+
+@dataclass
+class CheckedEntry:
+    """One displayed entry: its fields as its own signed-over body says, and why it failed (None: proven)."""
+
+    index: int
+    fields: dict[str, Any]
+    problem: str | None
+
+
+@dataclass
+class EntriesReport:
+    tree_size: int = 0
+    entries: list[CheckedEntry] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and all(e.problem is None for e in self.entries)
+
+
+def _check_entry(client: MirClient, item: dict[str, Any], head: TreeHead) -> CheckedEntry:
+    """Prove one served entry is in the signed tree: its body hashes to a leaf the head's root includes."""
+    index = item.get("index")
+    body = item.get("body")
+    if not isinstance(index, int) or not isinstance(body, str):
+        return CheckedEntry(-1, {}, "the registry served a malformed entry")
+    try:
+        fields = json.loads(body)
+    except ValueError:
+        return CheckedEntry(index, {}, "its body is not JSON")
+    if not isinstance(fields, dict):
+        return CheckedEntry(index, {}, "its body is not a JSON object")
+    if fields.get("index") != index:
+        return CheckedEntry(index, fields, "its body claims another index")
+    if index >= head.tree_size:
+        return CheckedEntry(index, fields, f"not covered by the signed tree head (size {head.tree_size})")
+    leaf = leaf_hash(body.encode())
+    if item.get("leaf_hash") != leaf.hex():
+        return CheckedEntry(index, fields, "its content does not hash to its leaf")
+    proof = client.json("GET", "/v1/audit/proof/inclusion", params={"index": index, "tree_size": head.tree_size})
+    try:
+        included = verify_inclusion(leaf, index, head.tree_size, [bytes.fromhex(h) for h in proof["proof"]],
+                                    head.root_hash)
+    except (MerkleError, ValueError, TypeError, KeyError):
+        included = False
+    if not included:
+        return CheckedEntry(index, fields, "not included in the signed tree head: the entry was altered")
+    return CheckedEntry(index, fields, None)
+
+
+def check_entries(
+    client: MirClient, items: list[dict[str, Any]], *, pinned_key_pem: str | None = None
+) -> EntriesReport:
+    """Check entries the registry served against its signed tree head (pinned key, extends the checkpoint).
+
+    Fetch the entries before calling: the log only grows, so a head fetched afterwards covers them all.
+    Nothing is saved; ``verify`` alone advances the checkpoint.
+    """
+    report = EntriesReport()
+    try:
+        pinned = pinned_registry_key(client, pinned_key_pem)
+        if pinned.newly_pinned:
+            report.notes.append(f"pinned registry key {pinned.key_id} (trust on first use)")
+        _, head = _verified_head(client, pinned, _load_checkpoint(checkpoint_path(client.url)))
+    except (TrustError, HeadRejected) as exc:
+        report.problems.append(str(exc))
+        report.entries = [CheckedEntry(i["index"] if isinstance(i.get("index"), int) else -1, _fields(i),
+                                       "no trusted tree head") for i in items]
+        return report
+    report.tree_size = head.tree_size
+    report.entries = [_check_entry(client, item, head) for item in items]
+    return report
+
+
+def _fields(item: dict[str, Any]) -> dict[str, Any]:
+    try:
+        fields = json.loads(item.get("body") or "")
+    except ValueError:
+        return {}
+    return fields if isinstance(fields, dict) else {}

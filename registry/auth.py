@@ -3,7 +3,11 @@
 A token is ``mir_<43 url-safe chars>`` (256 random bits). Only its SHA-256 is
 stored: a high-entropy secret needs no slow password hash, and lookups stay a
 single indexed equality. Scopes: ``admin``, ``read:<namespace>``,
-``write:<namespace>`` (``*`` for every namespace); write implies read.
+``write:<namespace>``, ``trust:<namespace>`` (``*`` for every namespace).
+Write implies read. Trust (deciding whose signatures the namespace accepts:
+keys and policy) implies read but not write, and write does not imply trust:
+a pusher must not be able to make its own key trusted. Only admins create
+tokens, so only an admin can grant trust.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from registry.errors import ApiError
 from registry.models import ApiToken, utcnow
 
 TOKEN_PREFIX = "mir_"  # noqa: S105 - a public prefix, not a secret
-_SCOPE = re.compile(r"^(admin|(read|write):(\*|[A-Za-z0-9](?:[A-Za-z0-9._-]{0,98}[A-Za-z0-9])?))$")
+_SCOPE = re.compile(r"^(admin|(read|write|trust):(\*|[A-Za-z0-9](?:[A-Za-z0-9._-]{0,98}[A-Za-z0-9])?))$")
 LAST_USED_GRANULARITY = timedelta(minutes=1)
 
 
@@ -43,7 +47,8 @@ def validate_scopes(scopes: list[str]) -> list[str]:
     for scope in scopes:
         if not isinstance(scope, str) or not _SCOPE.match(scope):
             raise ApiError(
-                400, "invalid_scope", f"invalid scope {scope!r}: use admin, read:<namespace> or write:<namespace>"
+                400, "invalid_scope",
+                f"invalid scope {scope!r}: use admin, read:<namespace>, write:<namespace> or trust:<namespace>",
             )
     return sorted(set(scopes))
 
@@ -63,8 +68,16 @@ class Principal:
     def can_write(self, namespace: str) -> bool:
         return self.is_admin or bool({f"write:{namespace}", "write:*"} & self.scopes)
 
+    def can_trust(self, namespace: str) -> bool:
+        """May decide whom the namespace trusts: its signing keys and its policy."""
+        return self.is_admin or bool({f"trust:{namespace}", "trust:*"} & self.scopes)
+
     def can_read(self, namespace: str) -> bool:
-        return self.can_write(namespace) or bool({f"read:{namespace}", "read:*"} & self.scopes)
+        return (
+            self.can_write(namespace)
+            or self.can_trust(namespace)
+            or bool({f"read:{namespace}", "read:*"} & self.scopes)
+        )
 
     def require_read(self, namespace: str) -> None:
         if not self.can_read(namespace):
@@ -73,6 +86,13 @@ class Principal:
     def require_write(self, namespace: str) -> None:
         if not self.can_write(namespace):
             raise ApiError(403, "forbidden", f"token {self.name!r} may not write to namespace {namespace!r}")
+
+    def require_trust(self, namespace: str) -> None:
+        if not self.can_trust(namespace):
+            raise ApiError(
+                403, "forbidden",
+                f"token {self.name!r} may not change whom namespace {namespace!r} trusts (needs trust:{namespace})",
+            )
 
     def require_admin(self) -> None:
         if not self.is_admin:
@@ -135,7 +155,10 @@ def authenticate(ctx: RegistryContext, token: str) -> Principal:
 
 
 def require_principal(request: Request, ctx: Annotated[RegistryContext, Depends(get_context)]) -> Principal:
-    """FastAPI dependency: the caller must present a valid token."""
+    """FastAPI dependency: the caller must present a valid token (already checked by the route rule, if any)."""
+    checked = getattr(request.state, "principal", None)
+    if isinstance(checked, Principal):
+        return checked
     token = extract_bearer(request)
     if token is None:
         raise _unauthorized("authentication required: send 'Authorization: Bearer <token>'")

@@ -8,14 +8,24 @@ ClientDisconnect) to its own protocol's error shape.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 from starlette.concurrency import run_in_threadpool
 
 from registry.blobstore import LocalBlobStore
+from registry.chunk_hashes import ChunkList
 
 
-async def receive_blob(store: LocalBlobStore, digest: str, size: int, body: AsyncIterator[bytes]) -> str:
-    """Write ``body`` as blob ``digest`` of exactly ``size`` bytes and return its BLAKE3 digest.
+@dataclass(frozen=True)
+class StoredBlob:
+    """What hashing the bytes on the way in produced, to be recorded with the blob row."""
+
+    blake3: str
+    chunks: ChunkList
+
+
+async def receive_blob(store: LocalBlobStore, digest: str, size: int, body: AsyncIterator[bytes]) -> StoredBlob:
+    """Write ``body`` as blob ``digest`` of exactly ``size`` bytes; return its BLAKE3 digest and chunk list.
 
     On any failure the temp file is removed and nothing becomes visible.
     """
@@ -28,5 +38,5 @@ async def receive_blob(store: LocalBlobStore, digest: str, size: int, body: Asyn
     except BaseException:
         writer.abort()
         raise
-    assert writer.blake3_digest is not None
-    return writer.blake3_digest
+    assert writer.blake3_digest is not None and writer.chunks is not None
+    return StoredBlob(writer.blake3_digest, writer.chunks)

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
+import socket
 import time
 from pathlib import Path
 from urllib.parse import urlparse
 
 import blake3
 
+from registry.chunk_hashes import ChunkHasher, ChunkList
 from signing.digests import parse_digest
 
 
@@ -44,9 +47,11 @@ class BlobWriter:
         self.written = 0
         self._hasher = hashlib.sha256()
         self._blake3 = blake3.blake3()
+        self._chunks = ChunkHasher()
         self.blake3_digest: str | None = None
+        self.chunks: ChunkList | None = None
         store.tmp_dir.mkdir(parents=True, exist_ok=True)
-        self.tmp_path = store.tmp_dir / f"{self._hex}.{os.getpid()}.{time.monotonic_ns()}.part"
+        self.tmp_path = store.tmp_dir / temp_name(self._hex)
         self._fd: int | None = os.open(self.tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
 
     def write(self, chunk: bytes) -> None:
@@ -56,6 +61,7 @@ class BlobWriter:
         assert self._fd is not None
         self._hasher.update(chunk)
         self._blake3.update(chunk)
+        self._chunks.update(chunk)
         view = memoryview(chunk)
         while view:
             n = os.write(self._fd, view)
@@ -78,6 +84,7 @@ class BlobWriter:
         os.replace(self.tmp_path, final)
         _fsync_dir(final.parent)
         self.blake3_digest = "blake3:" + self._blake3.hexdigest()
+        self.chunks = self._chunks.finish()
 
     def abort(self) -> None:
         if self._fd is not None:
@@ -116,18 +123,49 @@ class LocalBlobStore:
         return BlobWriter(self, digest, expected_size)
 
     def sweep_temp(self, older_than_s: float = 0) -> int:
-        """Remove temp files left by crashed uploads; returns how many were removed."""
+        """Remove temp files left by crashed uploads; returns how many were removed.
+
+        Several replicas may share one store, so a file is removed only when its writer is known to be gone:
+        it was written on this host (the name says so) by a process that no longer runs, or nobody has written
+        to it for ``older_than_s`` seconds (a live upload keeps touching its file; one on another host whose
+        process died is reclaimed this way).
+        """
         if not self.tmp_dir.exists():
             return 0
         now, removed = time.time(), 0
         for tmp in self.tmp_dir.glob("*.part"):
             try:
-                if now - tmp.stat().st_mtime >= older_than_s:
+                if _writer_gone(tmp.name) or now - tmp.stat().st_mtime >= older_than_s:
                     tmp.unlink()
                     removed += 1
             except FileNotFoundError:
                 continue
         return removed
+
+
+HOST_TAG = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:64] or "host"
+
+
+def temp_name(hex_digest: str) -> str:
+    """``<sha256>.<host>.<pid>.<ns>.part``: who is writing it, so a restart can tell a dead upload from a live one."""
+    return f"{hex_digest}.{HOST_TAG}.{os.getpid()}.{time.monotonic_ns()}.part"
+
+
+def _writer_gone(name: str) -> bool:
+    """Whether the temp file ``name`` belongs to a process of this host that is no longer running."""
+    parts = name.split(".")
+    if len(parts) != 5 or parts[1] != HOST_TAG or not parts[2].isdigit():
+        return False  # another host's (or an older naming): only its age can tell
+    pid = int(parts[2])
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # alive, owned by another user
+    return False
 
 
 def _fsync_dir(path: Path) -> None:

@@ -5,7 +5,10 @@ given) and the signer keys this machine trusts. From those, the bundle must
 show: the manifest hashes to its digest; the registry countersigned exactly
 it; the registry's attestation (scan verdicts, formats, quarantine state,
 policy) covers it and satisfies the attested policy; enough trusted signers
-signed it; and the commit entry is included in a signed audit tree head.
+signed it; the bundle is not older than the policy allows; and the commit
+entry is included in a signed audit tree head. The policy is decided by
+``registry.policy_engine`` from the attested facts: the same engine and the
+same facts as ``/v1/verify``.
 """
 
 from __future__ import annotations
@@ -13,29 +16,24 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pydantic import ValidationError
+
+from registry import policy_engine
+from registry.signature_set import countersigned, trusted_signers
 from registry.synthetic_check import CHECK as SYNTHETIC_CHECK
-from registry.synthetic_check import check_limits
 from signing.dsse import Envelope, EnvelopeFormatError
 from signing.keys import KeyFormatError, PublicKey, key_id, load_public_key_pem, verify_message
 from signing.manifest import InvalidManifestError, Manifest
 from signing.merkle import ProofError, leaf_hash, verify_inclusion
 from signing.tree_head import SignedTreeHead, TreeHeadError, verify_tree_head
-from signing.verify import verify_envelope_for_manifest
 
 BUNDLE_MEDIA_TYPE = "application/vnd.mir.verification-bundle.v1+json"
 ATTESTATION_TYPE = "application/vnd.mir.registry-attestation.v1+json"
 ATTESTATION_KIND = "mir.registry-attestation.v1"
 RECEIPT_TYPE = "application/vnd.mir.verification-receipt.v1+json"
-# Formats that are data, not code or weights: always loadable (config.json, tokenizer files, README).
-DATA_FORMATS = frozenset({"text", "empty"})
-
-
-def required_signers(signers: set[str], required_keys: Sequence[str]) -> set[str]:
-    """The signers that count toward a k-of-n rule: those listed, or every trusted signer if none are listed."""
-    wanted = set(required_keys)
-    return signers & wanted if wanted else signers
 
 
 class BundleError(ValueError):
@@ -77,7 +75,8 @@ def load_bundle(data: bytes | str | dict[str, Any]) -> dict[str, Any]:
     return bundle
 
 
-def _registry_signed(envelope: Any, key: PublicKey, payload_type: str) -> dict[str, Any] | None:
+def registry_signed(envelope: Any, key: PublicKey, payload_type: str) -> dict[str, Any] | None:
+    """The JSON payload of a DSSE envelope of ``payload_type`` signed by ``key``; None if it is anything else."""
     try:
         env = Envelope.from_dict(envelope)
     except EnvelopeFormatError:
@@ -91,14 +90,29 @@ def _registry_signed(envelope: Any, key: PublicKey, payload_type: str) -> dict[s
     return payload if isinstance(payload, dict) else None
 
 
+@dataclass(frozen=True)
+class Subject:
+    """What the caller asked for: the signed attestation must be about it (a version, or the alias it resolved)."""
+
+    artifact: str
+    ref: str
+    nonce: str | None = None
+
+
 def check_bundle(
     raw: bytes | str | dict[str, Any],
     *,
     registry_key: PublicKey | None,
     signer_keys: list[PublicKey],
     revoked_key_ids: Sequence[str] = (),
+    max_bundle_age: timedelta | None = None,
+    now: datetime | None = None,
+    subject: Subject | None = None,
 ) -> BundleReport:
-    """Check everything the bundle claims against local trust. Never raises for a bad signature: reports it."""
+    """Check everything the bundle claims against local trust. Never raises for a bad signature: reports it.
+
+    ``max_bundle_age`` overrides the attested policy's ``bundle_max_age``; ``now`` defaults to the clock.
+    """
     bundle = load_bundle(raw)
     report = BundleReport(reference=f"{bundle['artifact']}@{bundle['version']}")
     try:
@@ -124,63 +138,68 @@ def check_bundle(
     report.add("manifest", manifest.digest() == bundle["manifest_digest"],
                f"recomputed {manifest.digest()}, bundle says {bundle['manifest_digest']}")
 
-    sigs = [s for s in bundle["signatures"] if isinstance(s, dict)]
-    counter_ok = False
-    for sig in (s for s in sigs if s.get("origin") == "registry"):
-        try:
-            counter_ok = counter_ok or verify_envelope_for_manifest(
-                Envelope.from_dict(sig.get("envelope")), manifest, [registry_key]).ok
-        except EnvelopeFormatError:
-            continue
+    sigs = bundle["signatures"] if isinstance(bundle["signatures"], list) else []
+    counter_ok = countersigned(sigs, manifest, registry_key)
     report.add("registry countersignature", counter_ok,
                "the registry signed exactly this manifest" if counter_ok else "missing or invalid")
 
-    att = _registry_signed(bundle["attestation"], registry_key, ATTESTATION_TYPE)
+    att = registry_signed(bundle["attestation"], registry_key, ATTESTATION_TYPE)
     if att is None or (att.get("manifest_digest"), att.get("type")) != (manifest.digest(), ATTESTATION_KIND):
         report.add("attestation", False, "registry attestation missing, not signed by the registry key, or about "
                    "another manifest")
         return report
-    report.add("attestation", True, f"registry attestation issued at {att.get('issued_at')}")
+    signed_ref = f"{att.get('artifact')}@{att.get('version')}"
+    if (att.get("artifact"), att.get("version")) != (bundle["artifact"], bundle["version"]):
+        report.add("attestation", False, f"the registry attested {signed_ref}, but the bundle claims "
+                   f"{report.reference}")
+        return report
+    report.add("attestation", True, f"registry attestation of {signed_ref} issued at {att.get('issued_at')}")
+    if subject is not None:
+        _check_subject(report, att, subject)
     blake3 = att.get("blake3") or {}
     report.blake3 = {p: d for p, d in blake3.items() if isinstance(p, str) and isinstance(d, str)}
-    pol = att.get("policy") or {}
 
+    try:
+        policy = policy_engine.PolicyBody.model_validate(att.get("policy"))
+    except ValidationError as exc:
+        report.add("policy", False, f"the attested policy is unreadable: {exc.errors()[0]['msg']}")
+        return report
     revoked = [*revoked_key_ids, *(k for k in att.get("revoked_key_ids") or [] if isinstance(k, str))]
-    signers: set[str] = set()
-    for sig in (s for s in sigs if s.get("origin") == "pusher"):
-        try:
-            result = verify_envelope_for_manifest(Envelope.from_dict(sig.get("envelope")), manifest, signer_keys,
-                                                  revoked)
-        except EnvelopeFormatError:
-            continue
-        if result.ok:
-            signers.update(result.signer_key_ids)
-    required = pol.get("required_signers") or {}
-    need = int(required.get("threshold", 1))
-    counted = required_signers(signers, required.get("keys") or [])
-    report.add("signers", len(counted) >= need,
-               f"{len(counted)} of {need} required signature(s) by keys trusted on this machine")
-
-    scan = att.get("scan") or {}
-    verdicts = pol.get("required_scan_verdicts") or ["clean"]
-    report.add("scan", scan.get("status") in verdicts, f"scan status {scan.get('status')}; policy requires "
-               f"{' or '.join(verdicts)}")
-    allowed = set(pol.get("allowed_formats") or ["safetensors"]) | DATA_FORMATS
-    formats = scan.get("formats") or {}
-    bad = [f"{p} is {formats.get(p)}" for p in (f.path for f in manifest.files) if formats.get(p) not in allowed]
-    report.add("formats", not bad, "; ".join(bad[:20]) if bad else "all files are allowed formats")
-    if pol.get("refuse_quarantined_lineage", True):
-        held = att.get("quarantine")
-        report.add("quarantine", held is None,
-                   "no quarantined version in its lineage (as attested)" if held is None
-                   else f"{held.get('status')}: {held.get('sources', [{}])[0].get('reason')}")
-
-    limits = check_limits(att.get("synthetic"), max_fraction=pol.get("max_synthetic_fraction"),
-                          max_depth=pol.get("max_recursion_depth"))
-    if limits is not None:
-        report.add(SYNTHETIC_CHECK, limits[0], limits[1] + " (as attested)")
+    signers, _ = trusted_signers(sigs, manifest, signer_keys, revoked)
+    age = _bundle_age(att.get("issued_at"), now or datetime.now(UTC))
+    facts = policy_engine.facts_from_attested(
+        str(att["artifact"]), str(att["version"]), att, signers, paths=[f.path for f in manifest.files],
+        bundle_age=age if age is not None else timedelta.max,
+    )
+    for check in policy_engine.decide(policy, facts, max_bundle_age=max_bundle_age).checks:
+        detail = "the attestation has no readable issue time" if check.check == "bundle age" and age is None \
+            else check.detail
+        report.add(check.check, check.ok, detail + (" (as attested)" if check.check in _ATTESTED else ""))
     _check_audit(report, bundle["audit"], registry_key, bundle, manifest)
     return report
+
+
+_ATTESTED = frozenset({"scan", "formats", "quarantine", "storage", SYNTHETIC_CHECK})
+
+
+def _check_subject(report: BundleReport, att: dict[str, Any], subject: Subject) -> None:
+    signed_ref = f"{att.get('artifact')}@{att.get('version')}"
+    asked = f"{subject.artifact}@{subject.ref}"
+    same = att.get("artifact") == subject.artifact and subject.ref in (att.get("version"), att.get("requested_ref"))
+    report.add("subject", same, f"the registry attested {signed_ref} for {asked}" if same
+               else f"the bundle is about {signed_ref} (asked as @{att.get('requested_ref')}), not {asked}")
+    if subject.nonce is not None:
+        fresh = att.get("nonce") == subject.nonce
+        report.add("nonce", fresh, "the attestation echoes this request's nonce" if fresh
+                   else "the attestation does not echo this request's nonce: it answers another request")
+
+
+def _bundle_age(issued_at: Any, now: datetime) -> timedelta | None:
+    try:
+        issued = datetime.fromisoformat(str(issued_at))
+    except ValueError:
+        return None
+    return now - issued if issued.tzinfo is not None else None
 
 
 def _check_audit(report: BundleReport, audit: Any, key: PublicKey, bundle: dict[str, Any], manifest: Manifest) -> None:

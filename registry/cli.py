@@ -10,6 +10,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from registry import cli_lineage
@@ -19,6 +20,7 @@ from registry.names import InvalidNameError, parse_ref
 from registry.progress import RichProgress
 from signing.manifest import InvalidManifestError
 from signing.paths import InvalidPathError
+from signing.tree import TreeError
 
 app = typer.Typer(help="mir — the model integrity registry", no_args_is_help=True, add_completion=False)
 alias_app = typer.Typer(help="Move, remove and inspect aliases (@prod, @latest, ...)", no_args_is_help=True)
@@ -37,16 +39,17 @@ def _friendly_errors() -> Iterator[None]:
     try:
         yield
     except MirError as exc:
-        err.print(f"[red]error:[/red] {exc.message} [dim]({exc.code})[/dim]")
+        err.print(f"[red]error:[/red] {escape(exc.message)} [dim]({exc.code})[/dim]")
         missing = (exc.detail or {}).get("missing") if isinstance(exc.detail, dict) else None
         if missing:
             err.print(f"  missing blobs: {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
         raise typer.Exit(1) from exc
-    except (InvalidNameError, InvalidManifestError, InvalidPathError) as exc:
-        err.print(f"[red]error:[/red] {exc}")
+    except (InvalidNameError, InvalidManifestError, InvalidPathError, TreeError) as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from exc
-    except (FileNotFoundError, NotADirectoryError, PermissionError) as exc:
-        err.print(f"[red]error:[/red] {exc.strerror}: {exc.filename}")
+    except OSError as exc:  # unreadable files (HashingError), a file where a directory goes, permissions, ...
+        text = f"{exc.strerror}: {exc.filename}" if exc.strerror and exc.filename else str(exc)
+        err.print(f"[red]error:[/red] {escape(text)}")
         raise typer.Exit(2) from exc
 
 
@@ -95,19 +98,6 @@ def worker(
 
     logging.basicConfig(level=logging.INFO)
     run(Settings(), once=once, parent_pid=parent_pid)
-
-
-@app.command()
-def migrate() -> None:
-    """Bring the database schema up to date (what `mir serve` does on start unless MIR_AUTO_MIGRATE=false)."""
-    from registry.context import RegistryContext
-    from registry.migrate import upgrade
-    from registry.settings import Settings
-
-    settings = Settings()
-    ctx = RegistryContext.create(settings)
-    upgrade(ctx.engine, settings.resolved_database_url)
-    out.print("schema is up to date")
 
 
 @app.command()
@@ -180,18 +170,33 @@ def pull(
     override_quarantine: Annotated[
         bool, typer.Option("--override-quarantine", help="admin only, audited: pull a quarantined version anyway")
     ] = False,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="pull into a directory holding other files: write the version's files "
+                     "(replacing any that differ) and leave the others in place, listed"),
+    ] = False,
 ) -> None:
-    """Download a version, checking every file against the manifest digest. Quarantined versions are refused."""
+    """Download a version, checking every file against the manifest digest. Quarantined versions are refused.
+
+    DIR must be empty or hold only files of this version (a pull that was interrupted resumes, skipping
+    the files that already verify; files that differ are replaced and listed). Other files: --force.
+    """
     with _friendly_errors():
         parse_ref(reference)
         bars = RichProgress()
         with bars.running(), MirClient() as client:
-            result = client.pull(reference, directory, progress=bars, override_quarantine=override_quarantine)
+            result = client.pull(
+                reference, directory, progress=bars, override_quarantine=override_quarantine, force=force
+            )
     cli_lineage.warn_if_flagged(result)
     out.print(
-        f"[green]pulled[/green] {result['artifact']}@{result['version']} into {directory} "
+        f"[green]pulled[/green] {result['artifact']}@{result['version']} into {escape(str(directory))} "
         f"({result['file_count']} files verified, {result['downloaded_files']} downloaded)"
     )
+    for key, what in (("replaced_files", "replaced (they differed)"), ("extra_files", "not in the version, left")):
+        if result.get(key):
+            shown = ", ".join(result[key][:10]) + (" ..." if len(result[key]) > 10 else "")
+            err.print(f"[yellow]{len(result[key])} local file(s) {what}:[/yellow] {escape(shown)}")
 
 
 @app.command()
@@ -282,7 +287,9 @@ def alias_history(repo: str, alias: str) -> None:
 @token_app.command("create")
 def token_create(
     name: Annotated[str, typer.Argument(help="a label for the token")],
-    scope: Annotated[list[str], typer.Option("--scope", "-s", help="admin, read:NS or write:NS (repeatable)")],
+    scope: Annotated[
+        list[str], typer.Option("--scope", "-s", help="admin, read:NS, write:NS or trust:NS (keys, policy); repeatable")
+    ],
     expires_in_days: Annotated[int | None, typer.Option(help="expiry in days")] = None,
 ) -> None:
     """Create a token (admin only). The secret is printed once."""
@@ -314,15 +321,18 @@ def token_revoke(
 
 
 # Sub-command modules register themselves on the app.
-from registry import cli_audit, cli_deploy, cli_hf, cli_keys, cli_scan, cli_signing, verify_online  # noqa: E402
+from registry import cli_audit, cli_db, cli_deploy, cli_hf, cli_keys, cli_scan, cli_signing, verify_online  # noqa: E402
+from registry.cli_fsck import register as register_fsck  # noqa: E402
 
 cli_audit.register(app)
+cli_db.register(app)
 cli_deploy.register(app)
 cli_keys.register(app)
 cli_signing.register(app, online_verify=verify_online.run)
 cli_scan.register(app)
 cli_hf.register(app)
 cli_lineage.register(app)
+register_fsck(app)
 
 
 def main() -> None:

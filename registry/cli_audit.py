@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -48,9 +48,14 @@ def verify_command(
 def log_command(
     artifact: Annotated[str, typer.Argument(help="namespace/name")],
     limit: Annotated[int, typer.Option(help="at most this many entries")] = 1000,
+    key: Annotated[Path | None, typer.Option(help="registry public key PEM to trust (default: pinned key)")] = None,
 ) -> None:
-    """An artifact's history: every recorded change, oldest first."""
-    items: list[dict[str, object]] = []
+    """An artifact's history, oldest first; each entry proven against the registry's signed tree head.
+
+    Rows show what the entry's own (hashed, signed-over) body says; an entry that fails its inclusion proof
+    is marked FAILED and the command exits 1.
+    """
+    items: list[dict[str, Any]] = []
     try:
         with MirClient() as client:
             after = -1
@@ -61,17 +66,31 @@ def log_command(
                 if page["next"] is None:
                     break
                 after = page["next"]
+            report = audit_verify.check_entries(client, items[:limit],
+                                                pinned_key_pem=key.read_text() if key else None)
     except MirError as exc:
         err.print(f"[red]error:[/red] {exc.message} [dim]({exc.code})[/dim]")
         raise typer.Exit(1) from exc
-    table = Table("#", "at", "actor", "action", "version", "details")
-    for e in items[:limit]:
+    for note in report.notes:
+        err.print(f"[dim]{note}[/dim]")
+    table = Table("#", "at", "actor", "action", "version", "details", "proof")
+    for entry in report.entries:
+        e = entry.fields
         details = e.get("details")
         pairs = details.items() if isinstance(details, dict) else ()
         summary = ", ".join(f"{k}={_short(v)}" for k, v in pairs if v is not None)
-        table.add_row(str(e["index"]), str(e["at"])[:19], str(e["actor"] or ""), str(e["action"]),
-                      str(e["version"] or ""), summary[:240])
+        proof = "[green]ok[/green]" if entry.problem is None else f"[red]FAILED: {entry.problem}[/red]"
+        table.add_row(str(entry.index), str(e.get("at") or "")[:19], str(e.get("actor") or ""),
+                      str(e.get("action") or ""), str(e.get("version") or ""), summary[:240], proof)
     out.print(table)
+    for problem in report.problems:
+        err.print(f"[red]FAILED:[/red] {problem}")
+    failed = [e.index for e in report.entries if e.problem is not None]
+    if failed:
+        err.print(f"[red]FAILED:[/red] {len(failed)} of {len(report.entries)} entries do not verify against the "
+                  f"signed tree head (size {report.tree_size}): {', '.join(map(str, failed[:20]))}")
+    if not report.ok:
+        raise typer.Exit(1)
 
 
 def _short(value: object) -> str:

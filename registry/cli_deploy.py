@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 
 from registry import verify_bundle_cli, verify_online
+from registry.bundle_check import Subject
 from registry.client import MirClient, MirError
 from registry.names import InvalidNameError, parse_ref
 
@@ -39,7 +40,7 @@ def policy_set(
     namespace: Annotated[str, typer.Argument(help="namespace")],
     policy_file: Annotated[Path, typer.Argument(help="policy JSON (see `mir policy show` for the fields)")],
 ) -> None:
-    """Set the namespace policy (admin only; recorded in the audit log)."""
+    """Set the namespace policy (needs trust:NS or admin; recorded in the audit log)."""
     try:
         body = json.loads(policy_file.read_text())
         with MirClient() as client:
@@ -76,6 +77,8 @@ def run_command(
     key: Annotated[list[Path] | None, typer.Option("--key", "-k", help="trusted signer key (PEM); repeatable")] = None,
     bundle: Annotated[Path | None, typer.Option(help="verify offline against this bundle (no registry)")] = None,
     registry_key: Annotated[Path | None, typer.Option(help="registry public key for --bundle")] = None,
+    max_bundle_age: Annotated[str | None, typer.Option(
+        help="oldest --bundle to accept, e.g. 12h or 30d (default: the attested policy's bundle_max_age)")] = None,
 ) -> None:
     """Verify DIR against a version and its policy, then run the command after `--` with the verified path.
 
@@ -88,8 +91,16 @@ def run_command(
         err.print("[red]error:[/red] give the command to run after --")
         raise typer.Exit(2)
     env = dict(os.environ)
+    try:
+        wanted = parse_ref(verify)
+    except InvalidNameError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
     if bundle is not None:
-        code = verify_bundle_cli.run(bundle, directory, key_paths=key or [], revoked=[], registry_key_path=registry_key)
+        code = verify_bundle_cli.run(
+            bundle, directory, key_paths=key or [], revoked=[], registry_key_path=registry_key,
+            max_bundle_age=max_bundle_age, subject=Subject(wanted.repo, wanted.ref or "latest"),
+        )
         if code != 0:
             raise typer.Exit(code)
         data = json.loads(bundle.read_text())

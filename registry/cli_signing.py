@@ -346,6 +346,10 @@ def register(app: typer.Typer, *, online_verify: OnlineVerify | None = None) -> 
         registry_key: Annotated[
             Path | None, typer.Option(help="registry public key for mir verification bundles (default: pinned)")
         ] = None,
+        max_bundle_age: Annotated[
+            str | None, typer.Option(help="oldest mir verification bundle to accept, e.g. 12h or 30d (default: "
+                                          "the attested policy's bundle_max_age)")
+        ] = None,
     ) -> None:
         """Check that DIR is exactly what a trusted key signed. Exit 0 only if everything holds."""
         if offline and bundle is not None and directory is None and _is_mir_bundle(bundle):
@@ -353,7 +357,7 @@ def register(app: typer.Typer, *, online_verify: OnlineVerify | None = None) -> 
 
             raise typer.Exit(verify_bundle_cli.run(bundle, Path(target), key_paths=key or [],
                                                    revoked=revoked_key_id or [], registry_key_path=registry_key,
-                                                   workers=workers))
+                                                   workers=workers, max_bundle_age=max_bundle_age))
         if offline:
             if directory is not None:
                 err.print("[red]error:[/red] with --offline give only DIR")

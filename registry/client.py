@@ -268,6 +268,9 @@ class MirClient:
         root = Path(directory)
         if manifest is None:
             manifest = hash_directory(root)
+        manifest.check_portable()
+        if not manifest.files:
+            raise MirError("empty_manifest", f"{root} holds no files to push; a version needs at least one")
         if sign_with is not None:
             envelope = sign_manifest(manifest, sign_with, model_name=parse_ref(reference).repo)
             extra["signatures"] = [*extra.get("signatures", []), envelope.to_dict()]
@@ -297,11 +300,17 @@ class MirClient:
         progress: Progress | None = None,
         override_quarantine: bool = False,
         parallel_downloads: int = 4,
+        force: bool = False,
     ) -> dict[str, Any]:
         """Download a version into ``directory``, verifying every file against the manifest digest.
 
         A quarantined version is refused before anything is written unless ``override_quarantine`` (admin
         tokens only; the registry audits it). The result's ``quarantine`` says whether it is affected.
+
+        ``directory`` must be empty or hold only paths of this version: then files that already verify are
+        skipped (an interrupted pull resumes) and the others are replaced (``replaced_files``). Other files make
+        the pull refuse (``directory_not_empty``) unless ``force``: they are then left as they are and listed in
+        ``extra_files``. A directory or special file where a version's file goes is always refused.
         """
         progress = progress or NoProgress()
         version = self.show_version(reference)
@@ -319,23 +328,29 @@ class MirClient:
         query = "?override_quarantine=true" if override_quarantine else ""
         manifest = Manifest.from_dict({"files": version["files"]})  # re-validates paths from the server
         root = Path(directory)
+        label = f"{version['artifact']}@{version['version']}"
+        extras = _check_pull_target(root, manifest, label, force=force)
         root.mkdir(parents=True, exist_ok=True)
         advance = progress.task(f"download {len(manifest.files)} file(s)", manifest.total_size)
         targets = [(entry, _safe_target(root, entry.path)) for entry in manifest.files]  # all checked before I/O
+        replaced: list[str] = []
 
         def fetch(entry: FileEntry, target: Path) -> bool:
-            if target.is_file() and target.stat().st_size == entry.size and hash_file(target) == entry.digest:
+            existed = target.is_file()
+            if existed and target.stat().st_size == entry.size and hash_file(target) == entry.digest:
                 advance(entry.size)
                 return False
             url = f"/v1/artifacts/{ref.repo}/versions/{quote(version['version'])}/files/{quote(entry.path)}{query}"
             self._download(url, target, entry.digest, entry.size, advance)
+            if existed:
+                replaced.append(entry.path)
             return True
 
         # Several files at once (largest first), like the upload side: one stream rarely fills the link.
         order = sorted(targets, key=lambda t: t[0].size, reverse=True)
         with ThreadPoolExecutor(max_workers=max(1, parallel_downloads)) as pool:
             fetched = sum(f.result() for f in [pool.submit(fetch, e, t) for e, t in order])
-        return {**version, "downloaded_files": fetched}
+        return {**version, "downloaded_files": fetched, "replaced_files": sorted(replaced), "extra_files": extras}
 
     def _download(self, url: str, target: Path, digest: str, size: int, advance: Advance) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -377,6 +392,54 @@ def _read_chunks(path: Path, advance: Advance | None) -> Iterator[bytes]:
             if advance is not None:
                 advance(len(chunk))
             yield chunk
+
+
+def _part_name(path: str) -> str:
+    """The temp file a download of ``path`` goes through (left behind only if the pull was killed)."""
+    head, _, name = path.rpartition("/")
+    return f"{head}/.{name}.mir-part" if head else f".{name}.mir-part"
+
+
+def _local_files(root: Path) -> list[str]:
+    """Every non-directory entry under ``root`` (symlinks listed, not followed), as relative POSIX paths."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        here = Path(dirpath)
+        links = [d for d in dirnames if (here / d).is_symlink()]
+        found.extend((here / name).relative_to(root).as_posix() for name in [*filenames, *links])
+    return sorted(found)
+
+
+def _check_pull_target(root: Path, manifest: Manifest, label: str, *, force: bool) -> list[str]:
+    """Refuse a pull that would write over things that are not this version's files; return the extra files."""
+    if root.exists() and not root.is_dir():
+        raise MirError("not_a_directory", f"{root} exists and is not a directory; pull into a directory")
+    if not root.exists():
+        return []
+    wanted = {entry.path for entry in manifest.files}
+    for path in sorted(wanted):
+        parts = path.split("/")
+        for depth in range(1, len(parts) + 1):
+            spot = root.joinpath(*parts[:depth])
+            last = depth == len(parts)
+            if spot.is_symlink() or not spot.exists():
+                continue
+            if last and not spot.is_file():
+                raise MirError("path_conflict", f"{spot} is in the way: {path} of {label} is a file, and this is not")
+            if not last and not spot.is_dir():
+                raise MirError(
+                    "path_conflict", f"{spot} is in the way: {label} needs a directory there (for {path})"
+                )
+    ours = wanted | {_part_name(p) for p in wanted}
+    extras = [p for p in _local_files(root) if p not in ours]
+    if extras and not force:
+        shown = ", ".join(extras[:3]) + (", ..." if len(extras) > 3 else "")
+        raise MirError(
+            "directory_not_empty",
+            f"{root} holds {len(extras)} file(s) that are not part of {label} ({shown}); pull into an empty "
+            "directory, or pass --force to write the version's files and leave the others in place",
+        )
+    return extras
 
 
 def _safe_target(root: Path, relative: str) -> Path:

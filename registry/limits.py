@@ -35,18 +35,28 @@ class BodyLimitMiddleware:
                 return
         seen = 0
         started = False
+        too_large = False
+        replaced = False
 
         async def limited_receive() -> Message:
-            nonlocal seen
+            nonlocal seen, too_large
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
+                    too_large = True
                     raise BodyTooLarge
             return message
 
         async def tracking_send(message: Message) -> None:
-            nonlocal started
+            # FastAPI turns any failure while reading a body into its own 400 (or a route's 500): once the
+            # limit was hit, whatever the app answers is replaced by the 413 that says why.
+            nonlocal started, replaced
+            if too_large and not started:
+                started = replaced = True
+                await _reject(send, self.max_bytes)
+            if replaced:
+                return
             if message["type"] == "http.response.start":
                 started = True
             await send(message)
@@ -55,6 +65,7 @@ class BodyLimitMiddleware:
             await self.app(scope, limited_receive, tracking_send)
         except BodyTooLarge:
             if not started:
+                started = True
                 await _reject(send, self.max_bytes)
 
 

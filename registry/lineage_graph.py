@@ -21,7 +21,7 @@ from sqlalchemy import CTE, Select, and_, case, func, literal_column, or_, selec
 from sqlalchemy.orm import Session
 
 from registry.errors import ApiError
-from registry.models import Alias, Artifact, ExternalSource, LineageEdge, Version
+from registry.models import INT32_MAX, Alias, Artifact, ExternalSource, LineageEdge, Version
 
 # registry.versions.COMMITTED, spelled out: importing registry.versions here closes a cycle
 # (versions -> scans -> quarantine -> lineage_graph).
@@ -31,7 +31,8 @@ WALK_LIMIT = 1000  # depth bound of the complete walks (impact, quarantine, cycl
 MAX_PAGE = 1000
 MAX_ALIASES = 1000
 _IN_CHUNK = 500
-_CURSOR = re.compile(r"^([0-9]{1,4})\.([0-9]{1,18})$")
+CURSOR_PATTERN = r"^([0-9]{1,4})\.([0-9]{1,10})$"  # <depth>.<id>, as pages hand it out
+_CURSOR = re.compile(CURSOR_PATTERN)
 
 CanRead = Callable[[str], bool]
 _E = LineageEdge.__table__
@@ -82,10 +83,11 @@ def reaches(session: Session, starts: Sequence[int], target: int, *, up: bool) -
 def parse_cursor(cursor: str | None) -> tuple[int, int] | None:
     if cursor is None or cursor == "":
         return None
-    match = _CURSOR.match(cursor)
+    match = _CURSOR.fullmatch(cursor)
     if match is None:
         raise ApiError(400, "invalid_cursor", f"cursor {cursor[:40]!r} is not one this API handed out")
-    return int(match.group(1)), int(match.group(2))
+    # Past the largest id a row can have, a page is empty; the bound keeps the query within the column's range.
+    return int(match.group(1)), min(int(match.group(2)), INT32_MAX)
 
 
 @dataclass(frozen=True)

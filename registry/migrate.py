@@ -11,6 +11,9 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
 import migrations
+from registry.db import make_engine
+from registry.db_roles import grant_service_role, service_role
+from registry.settings import Settings
 
 
 class SchemaMismatchError(RuntimeError):
@@ -62,3 +65,27 @@ def ensure_schema(engine: Engine, url: str, *, auto_migrate: bool) -> str:
         )
     upgrade(engine, url)
     return head
+
+
+def upgrade_and_grant(settings: Settings) -> tuple[str, str | None]:
+    """Bring the schema to head through the owner's connection, then grant the service role its rights.
+
+    Returns the revision and the role granted to (None when no separate service role is configured).
+    """
+    url = settings.resolved_migration_url
+    owner = make_engine(url)
+    try:
+        revision = ensure_schema(owner, url, auto_migrate=True)
+        role = service_role(settings)
+        if role is not None:
+            grant_service_role(owner, role)
+    finally:
+        owner.dispose()
+    return revision, role
+
+
+def prepare_schema(settings: Settings, service_engine: Engine) -> str:
+    """What `mir serve` does first: migrate as the owner when allowed and configured, else check the schema."""
+    if settings.migration_database_url and settings.auto_migrate:
+        return upgrade_and_grant(settings)[0]
+    return ensure_schema(service_engine, settings.resolved_database_url, auto_migrate=settings.auto_migrate)

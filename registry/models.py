@@ -19,10 +19,16 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
+
+# The largest value an Integer (ids, counters, audit indexes) or BigInteger (sizes) column holds on PostgreSQL:
+# numbers from the outside are bounded by these before they reach a query, or the driver fails with a 500.
+INT32_MAX = 2**31 - 1
+INT64_MAX = 2**63 - 1
 
 
 def utcnow() -> datetime:
@@ -94,6 +100,36 @@ class Blob(Base):
     # BLAKE3 of the same bytes, computed while they streamed in: lets the verified loader check with BLAKE3.
     blake3: Mapped[str | None] = mapped_column(String(80))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Set when the stored bytes were found not to match the digest (or gone): never served again until repaired.
+    corrupt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    corrupt_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class BlobChunks(Base):
+    """The SHA-256 of every ``chunk_size`` chunk of a blob (32 bytes each, concatenated), recorded at upload.
+
+    A Range response reads only the chunks it covers and checks each against this list before sending it.
+    """
+
+    __tablename__ = "blob_chunks"
+
+    digest: Mapped[str] = mapped_column(String(80), ForeignKey("blobs.digest", ondelete="CASCADE"), primary_key=True)
+    chunk_size: Mapped[int] = mapped_column(Integer)
+    hashes: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class NamespaceBlob(Base):
+    """A namespace holds a blob: its bytes were sent under it, or mounted by someone who could read them.
+
+    Storage is shared, but a push may only skip sending bytes that its namespace already holds; this table is
+    what keeps deduplication from becoming a way to read another tenant's files.
+    """
+
+    __tablename__ = "namespace_blobs"
+
+    namespace: Mapped[str] = mapped_column(String(100), primary_key=True)
+    digest: Mapped[str] = mapped_column(String(80), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class Version(Base):
@@ -115,6 +151,8 @@ class Version(Base):
     committed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Aggregate scan verdict of the version's files: pending until a worker has scanned them all.
     scan_status: Mapped[str | None] = mapped_column(String(16))
+    # Scanner version of the last finished scan: workers queue a rescan when the scanner is newer.
+    scanner_version: Mapped[str | None] = mapped_column(String(32))
 
     artifact: Mapped[Artifact] = relationship(back_populates="versions")
     files: Mapped[list[VersionFile]] = relationship(
@@ -339,13 +377,16 @@ class ScanJob(Base):
     claimed_by: Mapped[str | None] = mapped_column(String(200))
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     error: Mapped[str | None] = mapped_column(Text)
+    # A rescan re-runs the scanners on every blob; a commit's scan skips blobs that already have a result.
+    rescan: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class ScanResult(Base):
-    """One scanner's report on one blob; blobs are shared, so each is scanned once per scanner version."""
+    """One scanner's report on one blob. Blobs are shared; rescans add rows, so the latest (highest id) wins
+    and the older ones stay as history."""
 
     __tablename__ = "scan_results"
-    __table_args__ = (UniqueConstraint("blob_digest", "scanner", "scanner_version", name="uq_scan_results_blob"),)
+    __table_args__ = (Index("ix_scan_results_blob_scanner", "blob_digest", "scanner", "scanner_version", "id"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     blob_digest: Mapped[str] = mapped_column(String(80), index=True)

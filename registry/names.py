@@ -5,9 +5,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-_SEGMENT = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,98}[A-Za-z0-9])?$")
-_VERSION = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._+-]{0,126}[A-Za-z0-9])?$")
-_ALIAS = re.compile(r"^[a-z](?:[a-z0-9_-]{0,62})$")
+# The rules as JSON Schema patterns (no look-around, which neither pydantic nor OpenAPI tools accept): they start
+# and end with a letter or digit and hold no "..". The OpenAPI document declares exactly these (registry.api.refs).
+SEGMENT_MAX, VERSION_MAX, ALIAS_MAX = 100, 128, 63
+SEGMENT_PATTERN = r"^[A-Za-z0-9](?:(?:[A-Za-z0-9_-]|\.[A-Za-z0-9_-])*\.?[A-Za-z0-9])?$"
+VERSION_PATTERN = r"^[A-Za-z0-9](?:(?:[A-Za-z0-9_+-]|\.[A-Za-z0-9_+-])*\.?[A-Za-z0-9])?$"
+ALIAS_PATTERN = r"^[a-z][a-z0-9_-]{0,62}$"
+_SEGMENT = re.compile(SEGMENT_PATTERN)
+_VERSION = re.compile(VERSION_PATTERN)
+_ALIAS = re.compile(ALIAS_PATTERN)
 KINDS = ("model", "dataset", "code", "prompt-set", "eval-report")
 
 
@@ -16,7 +22,7 @@ class InvalidNameError(ValueError):
 
 
 def validate_segment(value: str, what: str) -> str:
-    if not isinstance(value, str) or not _SEGMENT.match(value) or ".." in value:
+    if not isinstance(value, str) or len(value) > SEGMENT_MAX or not _SEGMENT.fullmatch(value):
         raise InvalidNameError(
             f"invalid {what} {value!r}: use 1-100 letters, digits, '.', '_' or '-', "
             "starting and ending with a letter or digit"
@@ -25,7 +31,7 @@ def validate_segment(value: str, what: str) -> str:
 
 
 def validate_version(value: str) -> str:
-    if not isinstance(value, str) or not _VERSION.match(value) or ".." in value:
+    if not isinstance(value, str) or len(value) > VERSION_MAX or not _VERSION.fullmatch(value):
         raise InvalidNameError(
             f"invalid version {value!r}: use 1-128 letters, digits, '.', '_', '+' or '-', "
             "starting and ending with a letter or digit"
@@ -34,7 +40,7 @@ def validate_version(value: str) -> str:
 
 
 def validate_alias(value: str) -> str:
-    if not isinstance(value, str) or not _ALIAS.match(value):
+    if not isinstance(value, str) or not _ALIAS.fullmatch(value):
         raise InvalidNameError(
             f"invalid alias {value!r}: use 1-63 lowercase letters, digits, '_' or '-', starting with a letter"
         )

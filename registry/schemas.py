@@ -10,11 +10,17 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from registry.names import KINDS, VERSION_MAX, VERSION_PATTERN
 from signing.digests import InvalidDigestError, validate_digest
+
+# Documented here, checked by the routes with the naming rule's own message (400 ``invalid_name``).
+VERSION_NAME: dict[str, Any] = {"pattern": VERSION_PATTERN, "maxLength": VERSION_MAX, "examples": ["1.2.0"]}
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Unknown fields and type coercion are refused: ``"size": "1"`` or ``true`` is a client bug, not a size."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class ManifestFile(_Strict):
@@ -28,8 +34,8 @@ class ManifestBody(_Strict):
 
 
 class OpenVersionRequest(_Strict):
-    version: str
-    kind: str = "model"
+    version: str = Field(json_schema_extra=VERSION_NAME)
+    kind: str = Field(default="model", json_schema_extra={"enum": list(KINDS)})
     manifest: ManifestBody
     description: str | None = Field(default=None, max_length=10_000)
     # Each item is a LineageDeclaration; validated by registry.lineage so a bad one is a 400 naming its index.
@@ -38,7 +44,7 @@ class OpenVersionRequest(_Strict):
 
 
 class AliasRequest(_Strict):
-    version: str
+    version: str = Field(json_schema_extra=VERSION_NAME)
     reason: str | None = Field(default=None, max_length=2_000)
     override_quarantine: bool = Field(default=False, description="admin only, audited: alias a quarantined version")
 
@@ -222,7 +228,7 @@ class LineageDeclaration(_Strict):
 
 
 class QuarantineRequest(_Strict):
-    reason: str = Field(min_length=1, max_length=2_000)
+    reason: str = Field(min_length=1, max_length=2_000, json_schema_extra={"pattern": r"\S"})  # not only spaces
 
     @field_validator("reason")
     @classmethod
@@ -273,6 +279,12 @@ class SignatureRequest(_Strict):
     envelope: dict[str, Any]
 
 
+# A caller's random nonce (e.g. ``secrets.token_urlsafe(24)``): echoed in signed receipts and attestations.
+NONCE_PATTERN = r"^[A-Za-z0-9_-]+$"
+
+
 class VerifyRequest(_Strict):
     reference: str = Field(description="namespace/name@version-or-alias")
     observed: dict[str, str] | None = Field(default=None, description="path -> digest the job computed on disk")
+    nonce: str | None = Field(default=None, min_length=16, max_length=128, pattern=NONCE_PATTERN,
+                              description="random value chosen by the caller, echoed inside the signed receipt")

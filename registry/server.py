@@ -9,13 +9,15 @@ import sys
 
 import uvicorn
 from rich.console import Console
+from sqlalchemy.exc import ProgrammingError
 
 from registry import audit
 from registry.app import create_app
 from registry.auth import count_tokens, create_token
 from registry.config import save_credentials
 from registry.context import RegistryContext
-from registry.migrate import SchemaMismatchError, ensure_schema
+from registry.db_roles import RoleError, service_can_rewrite_log
+from registry.migrate import SchemaMismatchError, prepare_schema
 from registry.settings import Settings
 
 STALE_TEMP_SECONDS = 3600
@@ -26,10 +28,19 @@ def prepare(settings: Settings, console: Console) -> RegistryContext:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     ctx = RegistryContext.create(settings)
     try:
-        ensure_schema(ctx.engine, settings.resolved_database_url, auto_migrate=settings.auto_migrate)
-    except SchemaMismatchError as exc:
+        prepare_schema(settings, ctx.engine)
+    except (SchemaMismatchError, RoleError) as exc:
         console.print(f"[red]mir: {exc}[/red]")
         raise SystemExit(1) from exc
+    except ProgrammingError as exc:  # e.g. the service role may not create tables: that is the owner's job
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else type(exc).__name__
+        console.print(f"[red]mir: migrating the schema failed ({reason}); run `mir migrate` as the schema's owner "
+                      "or set MIR_MIGRATION_DATABASE_URL[/red]")
+        raise SystemExit(1) from exc
+    if service_can_rewrite_log(ctx.engine):
+        console.print("[yellow]warning: mir serve connects as the owner of the audit log tables (or a superuser), "
+                      "so it could rewrite the log; run migrations as the owner (MIR_MIGRATION_DATABASE_URL) and "
+                      "the service as a separate role[/yellow]")
     ctx.blobs.sweep_temp(older_than_s=STALE_TEMP_SECONDS)
     signer = ctx.signer
     with ctx.transaction() as session:

@@ -22,6 +22,12 @@ class Settings(BaseSettings):
 
     data_dir: Path = Path("mir-data")
     database_url: str | None = None
+    # PostgreSQL with two roles: migrations run as the tables' owner (this URL), the service (database_url)
+    # as a role that may append to the audit log but never rewrite it. Unset: database_url does both.
+    migration_database_url: str | None = None
+    # The role `mir migrate` grants the service's rights to; defaults to database_url's user when
+    # migration_database_url names another user.
+    database_service_role: str | None = None
     blob_store: str | None = None
     host: str = "127.0.0.1"
     port: int = 8470
@@ -59,6 +65,11 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'mir.db').resolve()}"
+
+    @property
+    def resolved_migration_url(self) -> str:
+        """The connection that owns the schema: migrations (and grants) run through it."""
+        return self.migration_database_url or self.resolved_database_url
 
     @cached_property
     def resolved_blob_store(self) -> str:

@@ -53,7 +53,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from registry.lineage_graph import EdgeRow, NodeIndex, walk_edges
+from registry.lineage_graph import CanRead, EdgeRow, NodeIndex, everyone, walk_edges
 from registry.models import ContaminationResult, Version
 
 MAX_WALK_DEPTH = 64
@@ -125,7 +125,8 @@ class _Component:
 class _Graph:
     """The ancestry of one version, loaded once: edges by child, node descriptions, dataset record counts."""
 
-    def __init__(self, session: Session, root: int, depth: int) -> None:
+    def __init__(self, session: Session, root: int, depth: int, can_read: CanRead = everyone) -> None:
+        self.can_read = can_read  # labels of versions the caller may not read come out as ``hidden:<id>``
         rows = walk_edges(session, root, up=True, depth=depth)
         self.by_child: dict[int, list[EdgeRow]] = defaultdict(list)
         for row in rows:
@@ -147,7 +148,7 @@ class _Graph:
         return str(self.nodes.versions.get(vid, {}).get("kind", "unknown"))
 
     def ref(self, vid: int) -> str:
-        return self.nodes.version_key(vid)
+        return self.nodes.version_key(vid, self.can_read)
 
     def provenance(self, vid: int, role: str) -> Provenance:
         """``role`` is ``content`` (what a dataset holds), ``training`` (what a model learned) or ``generated``."""
@@ -174,7 +175,7 @@ class _Graph:
     def _component(self, edge: EdgeRow, training: bool) -> _Component | None:
         t, attrs = edge.type, edge.attributes
         pid = edge.parent_version_id
-        label = self.nodes.key_of(pid, edge.parent_external_id)
+        label = self.nodes.key_of(pid, edge.parent_external_id, self.can_read)
         generated = t == "generated_by"
         if training:
             if t not in TRAINING_EDGES | MODEL_PARENT_EDGES | TEACHER_EDGES:
@@ -286,9 +287,11 @@ def mix(components: list[_Component], *, generated_takes_rest: bool) -> Provenan
     return prov
 
 
-def provenance(session: Session, version: Version, *, depth: int = MAX_WALK_DEPTH) -> Provenance:
+def provenance(
+    session: Session, version: Version, *, depth: int = MAX_WALK_DEPTH, can_read: CanRead = everyone
+) -> Provenance:
     """The version's provenance: a model's training data, any other kind's content."""
-    graph = _Graph(session, version.id, depth)
+    graph = _Graph(session, version.id, depth, can_read)
     role = "training" if version.artifact.kind == "model" else "content"
     return graph.provenance(version.id, role)
 
@@ -319,11 +322,61 @@ def to_dict(prov: Provenance, kind: str) -> dict[str, Any]:
     }
 
 
-def lineage_summary(session: Session, version: Version) -> dict[str, Any]:
-    return to_dict(provenance(session, version), version.artifact.kind)
+def lineage_summary(session: Session, version: Version, can_read: CanRead = everyone) -> dict[str, Any]:
+    return to_dict(provenance(session, version, can_read=can_read), version.artifact.kind)
 
 
-def fingerprint_summary(session: Session, version: Version) -> dict[str, Any] | None:
+def _readable_label(label: str, can_read: CanRead) -> bool:
+    """A fingerprint label names registry versions (``ns/name@v``, comma-joined for several generators) or
+    external sources (``hf://...``, URLs), which are public names."""
+    for part in label.split(", "):
+        if "://" in part or part.startswith("hidden:"):
+            continue
+        if not can_read(part.split("/", 1)[0]):
+            return False
+    return True
+
+
+def _redact(data: dict[str, Any], can_read: CanRead) -> dict[str, Any]:
+    """Hide the names (and record positions) of synthetic datasets and generators the caller may not read."""
+    hidden: set[str] = set()
+
+    def tally(counts: dict[str, int]) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for label, count in counts.items():
+            shown = label if _readable_label(label, can_read) else "hidden"
+            if shown == "hidden":
+                hidden.add(label)
+            out[shown] = out.get(shown, 0) + count
+        return out
+
+    data["per_dataset"] = tally(data["per_dataset"])
+    data["per_generator"] = tally(data["per_generator"])
+    examples = []
+    for example in data["examples"]:
+        example = dict(example)
+        for key in ("dataset_ref", "generator_ref"):
+            if not _readable_label(str(example.get(key, "")), can_read):
+                hidden.add(str(example[key]))
+                example[key] = "hidden"
+                example["matched_ordinal"] = None
+        examples.append(example)
+    data["examples"] = examples
+    findings = []
+    for finding in data["findings"]:
+        finding = dict(finding)
+        message = str(finding.get("message", ""))
+        for label in sorted(hidden, key=len, reverse=True):
+            message = message.replace(label, "hidden")
+        finding["message"] = message
+        findings.append(finding)
+    data["findings"] = findings
+    return data
+
+
+def fingerprint_summary(
+    session: Session, version: Version, can_read: CanRead = everyone
+) -> dict[str, Any] | None:
     """Layer 2 (and 3) results of the contamination step for a dataset; None for other kinds."""
     if version.artifact.kind != "dataset":
         return None
@@ -332,7 +385,7 @@ def fingerprint_summary(session: Session, version: Version) -> dict[str, Any] | 
         return {"status": "pending" if version.scan_status in (None, "pending") else "not analysed",
                 "matched_fraction": None}
     report = dict(row.report or {})
-    return {
+    return _redact({
         "status": row.verdict,
         "matched_fraction": row.matched_fraction,
         "total_records": row.total_records,
@@ -345,13 +398,17 @@ def fingerprint_summary(session: Session, version: Version) -> dict[str, Any] | 
         "error": report.get("error"),
         "statistical": row.statistical,
         "analysed_at": row.created_at.isoformat() if row.created_at else None,
-    }
+    }, can_read)
 
 
-def summary(session: Session, version: Version) -> dict[str, Any]:
-    """Everything the registry knows about a version's synthetic share: lineage, fingerprints, statistics."""
+def summary(session: Session, version: Version, can_read: CanRead = everyone) -> dict[str, Any]:
+    """Everything the registry knows about a version's synthetic share: lineage, fingerprints, statistics.
+
+    ``can_read`` hides the names of versions in namespaces the caller may not read; the registry's own
+    checks use the default and see everything.
+    """
     return {
         "kind": version.artifact.kind,
-        "lineage": lineage_summary(session, version),
-        "fingerprint": fingerprint_summary(session, version),
+        "lineage": lineage_summary(session, version, can_read),
+        "fingerprint": fingerprint_summary(session, version, can_read),
     }

@@ -9,20 +9,21 @@ against the pinned registry key.
 
 from __future__ import annotations
 
-import json
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from registry.bundle_check import RECEIPT_TYPE
 from registry.client import MirClient, MirError
+from registry.names import InvalidNameError, parse_ref
+from registry.receipt_check import Expected, ReceiptError, check_receipt
+from registry.signature_set import countersigned, has_pusher_signature, trusted_signers
 from registry.trust import TrustError, pinned_registry_key, trusted_signer_keys
-from signing.dsse import Envelope, EnvelopeFormatError
 from signing.hashing import hash_directory
-from signing.keys import PublicKey, verify_message
+from signing.keys import PublicKey
 from signing.manifest import Manifest
 from signing.tree import TreeError
-from signing.verify import compare_manifests, verify_envelope_for_manifest
+from signing.verify import compare_manifests
 
 
 @dataclass
@@ -51,38 +52,19 @@ def _signature_checks(
     report: OnlineReport, manifest: Manifest, sigs: list[dict[str, Any]],
     signer_keys: list[PublicKey], revoked: list[str], registry_key: PublicKey,
 ) -> None:
-    pusher = [s for s in sigs if s["origin"] == "pusher"]
-    counters = [s for s in sigs if s["origin"] == "registry"]
-    signers: set[str] = set()
-    problems: list[str] = []
-    for sig in pusher:
-        try:
-            result = verify_envelope_for_manifest(Envelope.from_dict(sig["envelope"]), manifest, signer_keys, revoked)
-        except EnvelopeFormatError as exc:
-            problems.append(f"malformed signature from {sig['key_id']}: {exc}")
-            continue
-        if result.ok:
-            signers.update(result.signer_key_ids)
-        else:
-            problems.extend(str(f) for f in result.failures)
+    signers, problems = trusted_signers(sigs, manifest, signer_keys, revoked)
     if not signer_keys:
         report.add("signature", False, "no trusted signer keys on this machine: pass --key PUB.pem or add keys to "
                    "the trust store")
     elif signers:
         report.add("signature", True, f"signed by trusted key(s) {', '.join(sorted(signers))}")
-    elif not pusher:
+    elif not has_pusher_signature(sigs):
         report.add("signature", False, "the version carries no signature")
     else:
-        report.add("signature", False, "; ".join(dict.fromkeys(problems)) or "no trusted key signed it")
-    countersigned = False
-    for sig in counters:
-        try:
-            result = verify_envelope_for_manifest(Envelope.from_dict(sig["envelope"]), manifest, [registry_key])
-        except EnvelopeFormatError:
-            continue
-        countersigned = countersigned or result.ok
-    report.add("registry countersignature", countersigned,
-               "the pinned registry key signed exactly this manifest" if countersigned
+        report.add("signature", False, "; ".join(problems) or "no trusted key signed it")
+    ok = countersigned(sigs, manifest, registry_key)
+    report.add("registry countersignature", ok,
+               "the pinned registry key signed exactly this manifest" if ok
                else "no valid countersignature by the pinned registry key")
 
 
@@ -119,31 +101,31 @@ def verify(
     _signature_checks(report, manifest, sigs, trusted_signer_keys(keys), revoked, pinned.public_key)
     if policy:
         observed = {f.path: f.digest for f in local.files} if local is not None else {}
-        _policy_checks(client, report, f"{version['artifact']}@{version['version']}", observed, pinned.public_key)
+        expected = Expected(reference=reference, artifact=parse_ref(reference).repo, version=str(version["version"]),
+                            manifest_digest=manifest.digest(), observed=observed, nonce=secrets.token_urlsafe(24))
+        _policy_checks(client, report, expected, pinned.public_key)
     return report
 
 
-def _policy_checks(
-    client: MirClient, report: OnlineReport, reference: str, observed: dict[str, str], registry_key: PublicKey
-) -> None:
-    """Ask the registry's policy decision, and accept it only with a valid receipt signed by the pinned key."""
-    answer = client.json("POST", "/v1/verify", json={"reference": reference, "observed": observed})
+def _policy_checks(client: MirClient, report: OnlineReport, expected: Expected, registry_key: PublicKey) -> None:
+    """Ask the registry's policy decision and take it only from the receipt signed by the pinned key.
+
+    The rest of the answer is unsigned (anything on the way could rewrite it), so it is not read at all.
+    """
+    answer = client.json("POST", "/v1/verify", json={"reference": expected.reference, "observed": expected.observed,
+                                                     "nonce": expected.nonce})
     try:
-        envelope = Envelope.from_dict(answer["receipt"])
-        signed = envelope.payload_type == RECEIPT_TYPE and any(
-            verify_message(registry_key, s.sig, envelope.pae()) for s in envelope.signatures
-        )
-        receipt = json.loads(envelope.payload)
-    except (EnvelopeFormatError, KeyError, ValueError):
-        signed, receipt = False, {}
-    genuine = signed and receipt.get("decision") == answer["decision"] and receipt.get("observed_digests") == dict(
-        sorted(observed.items())
-    )
-    report.receipt = answer["receipt"] if genuine else None
-    report.add("policy receipt", genuine, "decision signed by the pinned registry key" if genuine
-               else "the policy decision is not backed by a valid receipt from the pinned registry key")
-    for check in answer["checks"]:
-        report.add(f"policy: {check['check']}", bool(check["ok"]), check["detail"])
+        receipt = check_receipt(answer.get("receipt") if isinstance(answer, dict) else None, registry_key, expected)
+    except ReceiptError as exc:
+        report.add("policy receipt", False, str(exc))
+        return
+    report.receipt = answer["receipt"]
+    report.reference = f"{receipt['artifact']}@{receipt['version']}"
+    # check_receipt has made sure the signed decision is "allow" exactly when every signed check holds.
+    report.add("policy receipt", True, f"decision {receipt['decision']!r} signed by the pinned registry key for "
+               f"this request, valid until {receipt['expires_at']}")
+    for check in receipt["checks"]:
+        report.add(f"policy: {check['check']}", check["ok"], check["detail"])
 
 
 def run(
@@ -161,6 +143,9 @@ def run(
     except MirError as exc:
         err.print(f"[red]error:[/red] {exc.message} [dim]({exc.code})[/dim]")
         return 1
+    except InvalidNameError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        return 2
     for check in report.checks:
         mark = "[green]ok[/green]  " if check.ok else "[red]FAIL[/red]"
         out.print(f"{mark} {check.name}: {check.detail}")

@@ -13,8 +13,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from registry import audit, scan_queue, signatures
+from registry import audit, blob_integrity, scan_queue, signatures
+from registry.blob_holdings import held_by
 from registry.blobstore import LocalBlobStore
+from registry.chunk_hashes import ChunkList
 from registry.errors import ApiError, not_found
 from registry.models import Alias, AliasEvent, Artifact, Blob, Version, VersionFile, utcnow
 from registry.registry_key import RegistrySigner
@@ -23,7 +25,6 @@ from signing.manifest import Manifest
 OPEN = "open"
 COMMITTED = "committed"
 LATEST = "latest"
-_IN_CHUNK = 500
 
 
 def find_artifact(session: Session, namespace: str, name: str) -> Artifact | None:
@@ -73,17 +74,11 @@ def resolve_ref(session: Session, artifact: Artifact, ref: str | None) -> Versio
     return version
 
 
-def missing_digests(session: Session, blobs: LocalBlobStore, manifest: Manifest) -> list[str]:
-    """Digests of the manifest that the registry does not hold yet (deduplicated, sorted)."""
+def missing_digests(session: Session, blobs: LocalBlobStore, manifest: Manifest, namespace: str) -> list[str]:
+    """Digests of the manifest that ``namespace`` does not hold yet (deduplicated, sorted)."""
     wanted = {f.digest: f.size for f in manifest.files}
-    present: set[str] = set()
-    digests = sorted(wanted)
-    for start in range(0, len(digests), _IN_CHUNK):
-        chunk = digests[start : start + _IN_CHUNK]
-        for digest, size in session.execute(select(Blob.digest, Blob.size).where(Blob.digest.in_(chunk))):
-            if size == wanted[digest] and blobs.exists(digest, size):
-                present.add(digest)
-    return [d for d in digests if d not in present]
+    held = held_by(session, blobs, namespace, wanted)
+    return sorted(d for d in wanted if d not in held)
 
 
 def version_manifest(version: Version) -> Manifest:
@@ -136,8 +131,10 @@ def open_version(
 
 
 def _resume(existing: Version, manifest: Manifest) -> Version:
+    """The version a repeated open continues. A committed version with the same manifest is returned as it is:
+    the retry of a push whose commit answer was lost must end where the first attempt did."""
     label = f"{existing.artifact.namespace}/{existing.artifact.name}@{existing.version}"
-    if existing.state == COMMITTED:
+    if existing.state == COMMITTED and existing.manifest_digest != manifest.digest():
         raise ApiError(409, "version_exists", f"{label} is already committed; versions are immutable")
     if existing.manifest_digest != manifest.digest():
         raise ApiError(
@@ -148,31 +145,36 @@ def _resume(existing: Version, manifest: Manifest) -> Version:
     return existing
 
 
-def record_blob(session: Session, digest: str, size: int, blake3: str | None = None) -> None:
-    """Insert the blob row if absent (idempotent under concurrent uploads); fill in a missing BLAKE3 digest."""
+def record_blob(
+    session: Session, digest: str, size: int, blake3: str | None = None, chunks: ChunkList | None = None
+) -> None:
+    """Insert the blob row if absent (idempotent under concurrent uploads); fill in a missing BLAKE3 digest
+    and chunk list (what lets Range responses be checked)."""
     existing = session.get(Blob, digest)
     if existing is not None:
         if existing.blake3 is None and blake3 is not None:
             existing.blake3 = blake3
-        return
-    try:
-        with session.begin_nested():
-            session.add(Blob(digest=digest, size=size, blake3=blake3))
-    except IntegrityError:
-        pass
+    else:
+        try:
+            with session.begin_nested():
+                session.add(Blob(digest=digest, size=size, blake3=blake3))
+        except IntegrityError:
+            pass
+    if chunks is not None:
+        blob_integrity.record_chunks(session, digest, chunks)
 
 
 def commit_version(
     session: Session, blobs: LocalBlobStore, version: Version, *, actor: str, signer: RegistrySigner | None = None
 ) -> Version:
     """Make an open version immutable after checking every blob and signature; countersign; move ``@latest``."""
-    label = f"{version.artifact.namespace}/{version.artifact.name}@{version.version}"
     if version.state == COMMITTED:
-        raise ApiError(409, "version_exists", f"{label} is already committed")
+        return version  # a retried commit (its first answer was lost): same version, nothing new to record
+    label = f"{version.artifact.namespace}/{version.artifact.name}@{version.version}"
     manifest = version_manifest(version)
     if manifest.digest() != version.manifest_digest:
         raise ApiError(500, "manifest_corrupt", f"stored manifest of {label} does not match its digest")
-    missing = missing_digests(session, blobs, manifest)
+    missing = missing_digests(session, blobs, manifest, version.artifact.namespace)
     if missing:
         raise ApiError(
             409,

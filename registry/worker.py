@@ -8,7 +8,7 @@ import signal
 import threading
 
 from registry.context import RegistryContext
-from registry.scans import run_once
+from registry.scans import queue_upgrade_rescans, run_once
 from registry.settings import Settings
 
 log = logging.getLogger("mir.worker")
@@ -17,10 +17,16 @@ log = logging.getLogger("mir.worker")
 def run(settings: Settings, *, poll_s: float = 0.5, once: bool = False, parent_pid: int | None = None) -> None:
     """Process scan jobs until stopped (SIGTERM/SIGINT); ``once`` drains the queue and returns.
 
+    On start it queues background rescans of versions scanned by an older scanner version.
+
     An embedded worker gets ``parent_pid`` (its ``mir serve``) and exits as soon as that process is gone, so a
     killed server never leaves workers behind.
     """
     ctx = RegistryContext.create(settings)
+    try:
+        queue_upgrade_rescans(ctx)
+    except Exception:
+        log.exception("could not queue rescans after a scanner upgrade; the next worker start retries")
     stop = threading.Event()
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from signing.digests import validate_digest
-from signing.paths import check_path_set, validate_relative_path
+from signing.paths import check_case_collisions, check_path_set, validate_relative_path
 
 MANIFEST_MEDIA_TYPE = "application/vnd.mir.manifest.v1+json"
 MAX_FILE_SIZE = 1 << 50
@@ -72,6 +72,18 @@ class Manifest:
                 raise InvalidManifestError("each manifest file must have exactly 'path', 'size' and 'digest'")
             entries.append(FileEntry(path=item["path"], size=item["size"], digest=item["digest"]))
         return cls.from_entries(entries)
+
+    def check_portable(self) -> Manifest:
+        """Refuse paths that differ only in case (they collide on macOS and Windows); returns ``self``.
+
+        A registry rule, kept out of :meth:`from_entries` so manifests made by other tools (model-signing on a
+        case-sensitive file system) still parse and verify.
+        """
+        try:
+            check_case_collisions([f.path for f in self.files])
+        except ValueError as exc:
+            raise InvalidManifestError(str(exc)) from exc
+        return self
 
     def to_dict(self) -> dict[str, Any]:
         return {"files": [f.to_dict() for f in self.files]}

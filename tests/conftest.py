@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.support.databases import BACKENDS, database_url
@@ -24,3 +25,10 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     workdir = tmp_path_factory.mktemp(f"server-{request.param}")
     with database_url(request.param, workdir) as url, live_server(url, workdir) as live:
         yield live
+
+
+@pytest.fixture
+def http(server: LiveServer) -> Iterator[httpx.Client]:
+    """A plain HTTP client on the live server, with the admin token."""
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {server.admin_token}"}) as client:
+        yield client

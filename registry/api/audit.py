@@ -7,14 +7,16 @@ from typing import Any
 from fastapi import APIRouter, Query
 
 from registry import audit
-from registry.api.refs import checked_repo
+from registry.api.openapi import RegistryKey
+from registry.api.refs import ArtifactFilter, checked_repo
 from registry.auth import Context, CurrentPrincipal
 from registry.errors import ApiError
+from registry.models import INT32_MAX
 
 router = APIRouter(prefix="/v1", tags=["audit"])
 
 
-@router.get("/registry/key")
+@router.get("/registry/key", response_model=RegistryKey)
 def registry_key(ctx: Context, principal: CurrentPrincipal) -> dict[str, Any]:
     """The registry's public key: pin it to check countersignatures, receipts and tree heads offline."""
     signer = ctx.signer
@@ -26,9 +28,9 @@ def registry_key(ctx: Context, principal: CurrentPrincipal) -> dict[str, Any]:
 def list_entries(
     ctx: Context,
     principal: CurrentPrincipal,
-    artifact: str | None = Query(None, description="namespace/name: only this artifact's history"),
-    action: str | None = None,
-    after: int = Query(-1, ge=-1, description="cursor: the last index of the previous page"),
+    artifact: ArtifactFilter = None,
+    action: str | None = Query(None, max_length=100),
+    after: int = Query(-1, ge=-1, le=INT32_MAX, description="cursor: the last index of the previous page"),
     limit: int = Query(100, ge=1, le=1000),
 ) -> dict[str, Any]:
     """Entries in log order. The whole log needs admin or read:*; one artifact's history needs read on it."""
@@ -57,7 +59,8 @@ def tree_head(ctx: Context, principal: CurrentPrincipal) -> dict[str, Any]:
 
 @router.get("/audit/proof/inclusion")
 def inclusion(
-    ctx: Context, principal: CurrentPrincipal, index: int = Query(ge=0), tree_size: int | None = Query(None, ge=1)
+    ctx: Context, principal: CurrentPrincipal, index: int = Query(ge=0, le=INT32_MAX),
+    tree_size: int | None = Query(None, ge=1, le=INT32_MAX),
 ) -> dict[str, Any]:
     with ctx.transaction() as s:
         return audit.inclusion_proof(s, index, tree_size)
@@ -65,7 +68,8 @@ def inclusion(
 
 @router.get("/audit/proof/consistency")
 def consistency(
-    ctx: Context, principal: CurrentPrincipal, old_size: int = Query(ge=0), new_size: int = Query(ge=0)
+    ctx: Context, principal: CurrentPrincipal, old_size: int = Query(ge=0, le=INT32_MAX),
+    new_size: int = Query(ge=0, le=INT32_MAX),
 ) -> dict[str, Any]:
     with ctx.transaction() as s:
         return audit.consistency_proof(s, old_size, new_size)

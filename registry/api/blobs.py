@@ -6,17 +6,31 @@ from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from registry import quarantine
-from registry.api.refs import checked_digest, checked_repo, checked_version
+from registry.api.openapi import BINARY, BinaryResponse, BlobStored
+from registry.api.refs import (
+    BlobDigest,
+    Name,
+    Namespace,
+    VersionName,
+    VersionRef,
+    checked_digest,
+    checked_repo,
+    checked_version,
+)
 from registry.auth import Context, CurrentPrincipal
-from registry.blob_upload import receive_blob
+from registry.blob_holdings import held_by, record_holding
+from registry.blob_integrity import Where, clear_mark
+from registry.blob_serve import BlobUnavailable, ServedFile, serve_blob
+from registry.blob_upload import StoredBlob, receive_blob
 from registry.blobstore import BlobDigestMismatch, BlobSizeMismatch, BlobTooLarge
-from registry.errors import ApiError
+from registry.errors import ApiError, error_body
+from registry.headers import header_value
 from registry.models import VersionFile
 from registry.versions import OPEN, find_version, get_artifact, record_blob, resolve_ref
 from signing.paths import InvalidPathError, validate_relative_path
@@ -25,7 +39,7 @@ router = APIRouter(prefix="/v1/artifacts", tags=["blobs"])
 
 
 def _declared_size(ctx: Any, namespace: str, name: str, version: str, digest: str) -> tuple[int, bool]:
-    """The size the open version's manifest declares for ``digest``, and whether the blob is already stored."""
+    """The size the open version's manifest declares for ``digest``, and whether the namespace already holds it."""
     with ctx.transaction() as s:
         art = get_artifact(s, namespace, name)
         row = find_version(s, art, version)
@@ -38,58 +52,76 @@ def _declared_size(ctx: Any, namespace: str, name: str, version: str, digest: st
         )
         if size is None:
             raise ApiError(400, "digest_not_in_manifest", f"{digest} is not part of {namespace}/{name}@{version}")
-        return size, ctx.blobs.exists(digest, size)
+        return size, digest in held_by(s, ctx.blobs, namespace, {digest: size})
 
 
-@router.put("/{namespace}/{name}/versions/{version}/blobs/{digest}")
+@router.put(
+    "/{namespace}/{name}/versions/{version}/blobs/{digest}",
+    response_model=BlobStored,
+    openapi_extra={"requestBody": {"required": True, "content": BINARY}},
+)
 async def upload_blob(
-    namespace: str, name: str, version: str, digest: str, request: Request, ctx: Context, principal: CurrentPrincipal
+    namespace: Namespace,
+    name: Name,
+    version: VersionName,
+    digest: BlobDigest,
+    request: Request,
+    ctx: Context,
+    principal: CurrentPrincipal,
 ) -> dict[str, Any]:
     namespace, name = checked_repo(namespace, name)
     version = checked_version(version)
     digest = checked_digest(digest)
-    principal.require_write(namespace)
     size, stored = await run_in_threadpool(_declared_size, ctx, namespace, name, version, digest)
     if stored:
-        await run_in_threadpool(_record, ctx, digest, size)
         return {"digest": digest, "size": size, "stored": "already"}
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > size:
         raise ApiError(413, "size_mismatch", f"body of {length} bytes is larger than the declared {size} bytes")
     try:
-        blake3_digest = await receive_blob(ctx.blobs, digest, size, request.stream())
+        stored_blob = await receive_blob(ctx.blobs, digest, size, request.stream())
     except BlobSizeMismatch as exc:
         raise ApiError(413 if isinstance(exc, BlobTooLarge) else 400, "size_mismatch", str(exc)) from exc
     except BlobDigestMismatch as exc:
         raise ApiError(400, "digest_mismatch", str(exc)) from exc
     except ClientDisconnect as exc:
         raise ApiError(400, "upload_incomplete", "client disconnected before the body was complete") from exc
-    await run_in_threadpool(_record, ctx, digest, size, blake3_digest)
+    await run_in_threadpool(_record, ctx, namespace, digest, size, stored_blob, principal.name)
     return {"digest": digest, "size": size, "stored": "new"}
 
 
-def _record(ctx: Any, digest: str, size: int, blake3_digest: str | None = None) -> None:
+def _record(ctx: Any, namespace: str, digest: str, size: int, stored_blob: StoredBlob, actor: str) -> None:
+    """The bytes arrived and hashed right: the blob exists, the pushing namespace holds it, and a stored copy
+    that was marked corrupt has just been replaced by them."""
     with ctx.transaction() as s:
-        record_blob(s, digest, size, blake3_digest)
+        record_blob(s, digest, size, stored_blob.blake3, stored_blob.chunks)
+        record_holding(s, namespace, [digest])
+        clear_mark(s, digest, actor=actor, detected_by="upload")
 
 
-@router.get("/{namespace}/{name}/versions/{ref}/files/{path:path}")
+@router.get(
+    "/{namespace}/{name}/versions/{ref}/files/{path:path}",
+    response_class=BinaryResponse,
+    responses={200: {"content": BINARY}, 206: {"description": "The requested byte range", "content": BINARY}},
+)
 def download_file(
-    namespace: str,
-    name: str,
-    ref: str,
+    namespace: Namespace,
+    name: Name,
+    ref: VersionRef,
     path: str,
     ctx: Context,
     principal: CurrentPrincipal,
+    request: Request,
     override_quarantine: bool = Query(False, description="admin only, audited: download a quarantined version"),
-) -> FileResponse:
+) -> Response:
     """Stream one file of a committed version (supports HTTP Range for resumed downloads).
 
     A quarantined version is refused (403 ``version_quarantined``) unless an admin overrides; a version
-    affected by a quarantined ancestor is served with ``X-Mir-Quarantine: affected``.
+    affected by a quarantined ancestor is served with ``X-Mir-Quarantine: affected``. Every byte is checked
+    against the digest as it goes out (see ``registry.blob_serve``): stored bytes that fail are never
+    completed, and from then on the file answers 500 ``blob_corrupt`` (or ``blob_missing``).
     """
     namespace, name = checked_repo(namespace, name)
-    principal.require_read(namespace)
     try:
         validate_relative_path(path)
     except InvalidPathError as exc:
@@ -101,24 +133,22 @@ def download_file(
         if entry is None:
             raise ApiError(404, "file_not_found", f"{path} is not part of {namespace}/{name}@{row.version}")
         digest, size = entry.digest, entry.size
+        where = Where(namespace, name, row.version)
         flagged = quarantine.download_gate(
             s, row, is_admin=principal.is_admin, actor=principal.name, override=override_quarantine, path=path,
             can_read=principal.can_read,
         )
-    blob_path = ctx.blobs.path_for(digest)
-    if not ctx.blobs.exists(digest, size):
-        raise ApiError(500, "blob_missing", f"the stored content of {path} is missing; the registry needs repair")
-    response = FileResponse(
-        blob_path,
-        media_type="application/octet-stream",
-        headers={
-            "ETag": f'"{digest.removeprefix("sha256:")}"',
-            "X-Mir-Digest": digest,
-            "Content-Disposition": f"attachment; filename*=UTF-8''{quote(path.rsplit('/', 1)[-1])}",
-        },
-    )
+    headers = {
+        "ETag": f'"{digest.removeprefix("sha256:")}"',
+        "X-Mir-Digest": digest,
+        "Content-Disposition": f"attachment; filename*=UTF-8''{quote(path.rsplit('/', 1)[-1])}",
+    }
     if flagged is not None:
-        response.headers["X-Mir-Quarantine"] = flagged["status"]
-        response.headers["X-Mir-Quarantine-Sources"] = ", ".join(q["version"] or "hidden" for q in flagged["sources"])
-    response.chunk_size = ctx.settings.chunk_size
-    return response
+        headers["X-Mir-Quarantine"] = flagged["status"]
+        sources = ", ".join(q["version"] or "hidden" for q in flagged["sources"])
+        headers["X-Mir-Quarantine-Sources"] = header_value(sources)
+    return serve_blob(ctx, request, ServedFile(digest, size, path, where), headers, _error_response)
+
+
+def _error_response(exc: BlobUnavailable) -> Response:
+    return JSONResponse(error_body(exc.code, exc.message), status_code=exc.status)

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Body, Query
 from sqlalchemy.orm import Session
 
 from registry import exports, lineage, lineage_graph, quarantine
-from registry.api.refs import checked_repo, checked_version
+from registry.api.refs import LineageCursor, Name, Namespace, VersionRef, checked_repo, checked_version
 from registry.auth import Context, CurrentPrincipal, Principal
 from registry.errors import ApiError
 from registry.models import Version
@@ -29,7 +29,6 @@ _EDGE_EXAMPLE = {"type": "evaluated_on", "parent": {"ref": "acme/eval-set@2"}, "
 
 def _resolve(s: Session, principal: Principal, namespace: str, name: str, ref: str) -> Version:
     namespace, name = checked_repo(namespace, name)
-    principal.require_read(namespace)
     return resolve_ref(s, get_artifact(s, namespace, name), checked_version(ref))
 
 
@@ -45,15 +44,15 @@ def _exact(s: Session, namespace: str, name: str, version: str) -> Version:
 
 @router.get(_VERSION + "/lineage")
 def walk_lineage(
-    namespace: str,
-    name: str,
-    ref: str,
+    namespace: Namespace,
+    name: Name,
+    ref: VersionRef,
     ctx: Context,
     principal: CurrentPrincipal,
     direction: Literal["up", "down"] = Query("up", description="up: ancestors; down: descendants"),
     depth: int = Query(10, ge=1, le=lineage_graph.MAX_QUERY_DEPTH),
     limit: int = Query(500, ge=1, le=lineage_graph.MAX_PAGE),
-    cursor: str | None = Query(None, max_length=40, description="the `next` of the previous page"),
+    cursor: LineageCursor = None,
 ) -> dict[str, Any]:
     """Ancestors or descendants within ``depth`` hops: edges (type, attributes, origin, depth) and their nodes."""
     with ctx.transaction() as s:
@@ -65,9 +64,9 @@ def walk_lineage(
 
 @router.post(_VERSION + "/lineage", status_code=201)
 def add_lineage_edge(
-    namespace: str,
-    name: str,
-    ref: str,
+    namespace: Namespace,
+    name: Name,
+    ref: VersionRef,
     ctx: Context,
     principal: CurrentPrincipal,
     body: Annotated[dict[str, Any], Body(examples=[_EDGE_EXAMPLE])],
@@ -78,7 +77,6 @@ def add_lineage_edge(
     The edge is append-only and audited; one that would close a cycle is refused.
     """
     namespace, name = checked_repo(namespace, name)
-    principal.require_write(namespace)
     declaration = lineage.parse_declaration(body, where="edge")
     with ctx.transaction() as s:
         child = _exact(s, namespace, name, ref)
@@ -88,9 +86,9 @@ def add_lineage_edge(
 
 @router.get(_VERSION + "/lineage/path")
 def lineage_path(
-    namespace: str,
-    name: str,
-    ref: str,
+    namespace: Namespace,
+    name: Name,
+    ref: VersionRef,
     ctx: Context,
     principal: CurrentPrincipal,
     to: str = Query(..., max_length=400, description="the other version, ns/name@version-or-alias"),
@@ -101,6 +99,7 @@ def lineage_path(
         other = parse_ref(to, require_ref=True)
     except InvalidNameError as exc:
         raise ApiError(400, "invalid_name", str(exc)) from exc
+    principal.require_read(other.namespace)  # the path's own namespace is checked by the route rule
     with ctx.transaction() as s:
         start = _resolve(s, principal, namespace, name, ref)
         goal = _resolve(s, principal, other.namespace, other.name, other.ref or "")
@@ -109,13 +108,13 @@ def lineage_path(
 
 @router.get(_VERSION + "/impact")
 def lineage_impact(
-    namespace: str,
-    name: str,
-    ref: str,
+    namespace: Namespace,
+    name: Name,
+    ref: VersionRef,
     ctx: Context,
     principal: CurrentPrincipal,
     limit: int = Query(500, ge=1, le=lineage_graph.MAX_PAGE),
-    cursor: str | None = Query(None, max_length=40),
+    cursor: LineageCursor = None,
 ) -> dict[str, Any]:
     """Which committed versions descend from this one (all depths, paged) and which aliases point at them."""
     with ctx.transaction() as s:
@@ -125,9 +124,9 @@ def lineage_impact(
 
 @router.get(_VERSION + "/lineage/export", response_model=None)
 def export_lineage(
-    namespace: str,
-    name: str,
-    ref: str,
+    namespace: Namespace,
+    name: Name,
+    ref: VersionRef,
     ctx: Context,
     principal: CurrentPrincipal,
     format: Literal["prov", "openlineage"] = Query("prov"),
@@ -143,7 +142,9 @@ def export_lineage(
 
 
 @router.get(_VERSION + "/quarantine")
-def quarantine_state(namespace: str, name: str, ref: str, ctx: Context, principal: CurrentPrincipal) -> dict[str, Any]:
+def quarantine_state(
+    namespace: Namespace, name: Name, ref: VersionRef, ctx: Context, principal: CurrentPrincipal
+) -> dict[str, Any]:
     """Whether this version is quarantined, affected by a quarantined ancestor, or clean (``status: null``)."""
     with ctx.transaction() as s:
         row = _resolve(s, principal, namespace, name, ref)
@@ -159,10 +160,14 @@ def quarantine_state(namespace: str, name: str, ref: str, ctx: Context, principa
 
 @router.post(_VERSION + "/quarantine")
 def quarantine_version(
-    namespace: str, name: str, ref: str, body: QuarantineRequest, ctx: Context, principal: CurrentPrincipal
+    namespace: Namespace,
+    name: Name,
+    ref: VersionRef,
+    body: QuarantineRequest,
+    ctx: Context,
+    principal: CurrentPrincipal,
 ) -> dict[str, Any]:
     """Quarantine a version (admin): it stops being downloadable and every descendant is marked affected."""
-    principal.require_admin()
     namespace, name = checked_repo(namespace, name)
     with ctx.transaction() as s:
         row = _exact(s, namespace, name, ref)
@@ -171,10 +176,14 @@ def quarantine_version(
 
 @router.post(_VERSION + "/quarantine/lift")
 def lift_quarantine(
-    namespace: str, name: str, ref: str, body: QuarantineRequest, ctx: Context, principal: CurrentPrincipal
+    namespace: Namespace,
+    name: Name,
+    ref: VersionRef,
+    body: QuarantineRequest,
+    ctx: Context,
+    principal: CurrentPrincipal,
 ) -> dict[str, Any]:
     """Lift a version's quarantine (admin, with a reason); its descendants are no longer affected by it."""
-    principal.require_admin()
     namespace, name = checked_repo(namespace, name)
     with ctx.transaction() as s:
         row = _exact(s, namespace, name, ref)
@@ -186,6 +195,5 @@ def list_quarantines(
     ctx: Context, principal: CurrentPrincipal, active: bool = Query(True, description="only those not lifted")
 ) -> list[dict[str, Any]]:
     """Quarantines (admin), oldest first."""
-    principal.require_admin()
     with ctx.transaction() as s:
         return quarantine.list_quarantines(s, active_only=active)

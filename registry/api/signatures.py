@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from registry import audit, signatures
-from registry.api.refs import checked_repo, checked_version
+from registry.api.refs import KeyId, Name, Namespace, VersionRef, checked_repo, checked_version
 from registry.auth import Context, CurrentPrincipal
 from registry.errors import ApiError
 from registry.schemas import KeyRequest, KeyRevokeRequest, SignatureRequest
@@ -17,10 +17,9 @@ router = APIRouter(prefix="/v1", tags=["signatures"])
 
 
 @router.post("/namespaces/{namespace}/keys", status_code=201)
-def add_key(namespace: str, body: KeyRequest, ctx: Context, principal: CurrentPrincipal) -> dict[str, Any]:
+def add_key(namespace: Namespace, body: KeyRequest, ctx: Context, principal: CurrentPrincipal) -> dict[str, Any]:
     """Trust a public key to sign this namespace's artifacts (those matching ``artifacts``)."""
     namespace, _ = checked_repo(namespace, "x")
-    principal.require_write(namespace)
     with ctx.transaction() as s:
         row = signatures.register_key(s, namespace, body.public_key, label=body.label or "key",
                                       pattern=body.artifacts, actor=principal.name)
@@ -28,20 +27,18 @@ def add_key(namespace: str, body: KeyRequest, ctx: Context, principal: CurrentPr
 
 
 @router.get("/namespaces/{namespace}/keys")
-def list_keys(namespace: str, ctx: Context, principal: CurrentPrincipal) -> list[dict[str, Any]]:
+def list_keys(namespace: Namespace, ctx: Context, principal: CurrentPrincipal) -> list[dict[str, Any]]:
     namespace, _ = checked_repo(namespace, "x")
-    principal.require_read(namespace)
     with ctx.transaction() as s:
         return [signatures.key_to_dict(k) for k in signatures.keys_of(s, namespace)]
 
 
 @router.post("/namespaces/{namespace}/keys/{key_id}/revoke")
 def revoke_key(
-    namespace: str, key_id: str, body: KeyRevokeRequest, ctx: Context, principal: CurrentPrincipal
+    namespace: Namespace, key_id: KeyId, body: KeyRevokeRequest, ctx: Context, principal: CurrentPrincipal
 ) -> dict[str, Any]:
     """Revoke a key (with a reason); its signatures stop counting everywhere from now on."""
     namespace, _ = checked_repo(namespace, "x")
-    principal.require_write(namespace)
     with ctx.transaction() as s:
         return signatures.key_to_dict(
             signatures.revoke_key(s, namespace, key_id.lower(), reason=body.reason, actor=principal.name)
@@ -50,10 +47,9 @@ def revoke_key(
 
 @router.get("/artifacts/{namespace}/{name}/versions/{ref}/signatures")
 def list_signatures(
-    namespace: str, name: str, ref: str, ctx: Context, principal: CurrentPrincipal
+    namespace: Namespace, name: Name, ref: VersionRef, ctx: Context, principal: CurrentPrincipal
 ) -> list[dict[str, Any]]:
     namespace, name = checked_repo(namespace, name)
-    principal.require_read(namespace)
     with ctx.transaction() as s:
         version = resolve_ref(s, get_artifact(s, namespace, name), checked_version(ref))
         return signatures.signatures_of(s, version)
@@ -61,11 +57,10 @@ def list_signatures(
 
 @router.post("/artifacts/{namespace}/{name}/versions/{ref}/signatures", status_code=201)
 def add_signature(
-    namespace: str, name: str, ref: str, body: SignatureRequest, ctx: Context, principal: CurrentPrincipal
+    namespace: Namespace, name: Name, ref: VersionRef, body: SignatureRequest, ctx: Context, principal: CurrentPrincipal
 ) -> dict[str, Any]:
     """Add a signature to a committed version: it must be a trusted key's signature over exactly its manifest."""
     namespace, name = checked_repo(namespace, name)
-    principal.require_write(namespace)
     envelope = signatures.parse_envelope(body.envelope)
     with ctx.transaction() as s:
         version = resolve_ref(s, get_artifact(s, namespace, name), checked_version(ref))

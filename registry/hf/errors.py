@@ -20,7 +20,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
-from registry.errors import ApiError
+from registry.errors import ApiError, insufficient_storage, is_disk_full
+from registry.headers import header_value
+from registry.limits import BodyTooLarge
 
 log = logging.getLogger("mir.hf")
 
@@ -65,14 +67,9 @@ def bad_request(message: str) -> HfError:
     return HfError(400, BAD_REQUEST, message)
 
 
-def _header_safe(message: str) -> str:
-    """HTTP header values are latin-1 without line breaks: escape anything else, and keep it short."""
-    flat = " ".join(message.split())
-    return flat.encode("ascii", "backslashreplace").decode("ascii")[:_MAX_HEADER_MESSAGE]
-
-
 def hf_error_response(exc: HfError, *, head: bool = False) -> Response:
-    headers = {"X-Error-Code": exc.code, "X-Error-Message": _header_safe(exc.message), **exc.headers}
+    headers = {"X-Error-Code": exc.code, "X-Error-Message": header_value(exc.message, _MAX_HEADER_MESSAGE),
+               **{k: header_value(v) for k, v in exc.headers.items()}}
     if head:
         return Response(status_code=exc.status, headers=headers)
     body = f"{exc.message}: {exc.detail}" if exc.detail else exc.message
@@ -105,9 +102,14 @@ class HfRoute(APIRoute):
                 return hf_error_response(exc, head=head)
             except ApiError as exc:
                 return hf_error_response(from_api_error(exc), head=head)
+            except BodyTooLarge:  # the body limit middleware answers 413 in place of this
+                return hf_error_response(HfError(413, "RequestTooLarge", "request body too large"), head=head)
             except RequestValidationError as exc:
                 return hf_error_response(bad_request(_validation_message(exc.errors())), head=head)
-            except Exception:
+            except Exception as exc:
+                if is_disk_full(exc):
+                    full = insufficient_storage()
+                    return hf_error_response(HfError(full.status, "InsufficientStorage", full.message), head=head)
                 log.exception("unhandled error on %s %s", request.method, request.url.path)
                 return hf_error_response(HfError(500, "InternalError", "internal server error"), head=head)
 

@@ -3,7 +3,8 @@
 Routes (repo types: models at the root, datasets under ``/datasets``):
 
 - ``HEAD|GET /{repo}/resolve/{rev}/{path}``: the file, served directly (200/206),
-  with ``X-Repo-Commit``, ``ETag`` = sha256 and the size.
+  with ``X-Repo-Commit``, ``ETag`` = sha256 and the size; every byte checked on the way
+  out (``registry.blob_serve``), a corrupt blob answered 500 ``BlobCorrupt``.
 - ``GET /api/{type}s/{repo}[/revision/{rev}]``: repo info (``sha``, ``siblings``).
 - ``GET /api/{type}s/{repo}/tree/{rev}[/{path}]``: paginated tree listing.
 - ``POST /api/{type}s/{repo}/paths-info/{rev}``, ``GET /api/{type}s/{repo}/refs``.
@@ -20,24 +21,26 @@ from typing import Any
 from urllib.parse import parse_qs, quote, urlencode
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import JSONResponse
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 from starlette.convertors import Convertor, register_url_convertor
 
 from registry.auth import Context
+from registry.blob_integrity import Where
+from registry.blob_serve import BlobUnavailable, ServedFile, serve_blob
+from registry.headers import header_value
 from registry.hf.access import (
     MAIN,
     HfPrincipal,
     RepoRef,
     repo_artifact,
     repo_ref,
-    require_read,
     resolve_servable,
     split_raw_tail,
     version_commit,
 )
-from registry.hf.errors import HfError, HfRoute, bad_request, entry_not_found
+from registry.hf.errors import HfError, HfRoute, bad_request, entry_not_found, hf_error_response
 from registry.hf.ids import etag
 from registry.hf.listing import RepoFile, paths_info, repo_info, tree_entries
 from registry.hf.settings import hf_settings
@@ -77,8 +80,7 @@ def _warning(message: str | None) -> dict[str, str]:
     """``X-HF-Warning: topic; message``: the client logs it once per topic (used for quarantined ancestors)."""
     if message is None:
         return {}
-    flat = " ".join(message.split()).encode("ascii", "backslashreplace").decode("ascii")[:1000]
-    return {"X-HF-Warning": f"mir-quarantine; {flat}", "X-Mir-Quarantine": "affected"}
+    return {"X-HF-Warning": f"mir-quarantine; {header_value(message)}", "X-Mir-Quarantine": "affected"}
 
 
 def _files(version: Version) -> list[RepoFile]:
@@ -89,7 +91,6 @@ def _files(version: Version) -> list[RepoFile]:
 
 
 def _serve_file(request: Request, ctx: Any, principal: Any, ref: RepoRef, fixed: int) -> Response:
-    require_read(principal, ref)
     revision, path = split_raw_tail(request, fixed)
     with ctx.transaction() as s:
         artifact = repo_artifact(s, ref)
@@ -99,21 +100,23 @@ def _serve_file(request: Request, ctx: Any, principal: Any, ref: RepoRef, fixed:
         if entry is None:
             raise entry_not_found(ref.repo, path, commit)
         digest, size = entry.digest, entry.size
-    if not ctx.blobs.exists(digest, size):
-        raise HfError(500, "BlobMissing", f"the stored content of {path} is missing; the registry needs repair")
+        where = Where(ref.namespace, ref.name, served.version.version)
     headers = {
         "X-Repo-Commit": commit,
         "ETag": etag(digest),
         "X-Linked-Etag": etag(digest),
         "X-Linked-Size": str(size),
         "X-Mir-Digest": digest,
-        "Accept-Ranges": "bytes",
         "Cache-Control": "private, max-age=0, must-revalidate",
         **_warning(served.warning),
     }
-    response = FileResponse(ctx.blobs.path_for(digest), media_type="application/octet-stream", headers=headers)
-    response.chunk_size = ctx.settings.chunk_size
-    return response
+    head = request.method == "HEAD"
+
+    def refuse(exc: BlobUnavailable) -> Response:
+        code = {"blob_corrupt": "BlobCorrupt", "blob_missing": "BlobMissing"}.get(exc.code, exc.code)
+        return hf_error_response(HfError(exc.status, code, exc.message), head=head)
+
+    return serve_blob(ctx, request, ServedFile(digest, size, path, where), headers, refuse)
 
 
 @router.get("/{prefix:mir_hf_type}/{namespace}/{name}/resolve/{rest:path}", operation_id="hf_resolve_prefixed")
@@ -161,7 +164,6 @@ def _info(ctx: Any, principal: Any, ref: RepoRef, revision: str) -> JSONResponse
 def repo_info_main(plural: str, namespace: str, name: str, ctx: Context, principal: HfPrincipal) -> JSONResponse:
     """Repo info at the default revision ``main`` (``@latest`` unless an alias ``main`` exists)."""
     ref = repo_ref(plural, namespace, name)
-    require_read(principal, ref)
     return _info(ctx, principal, ref, MAIN)
 
 
@@ -171,7 +173,6 @@ def repo_info_revision(
 ) -> JSONResponse:
     """Repo info at a revision: a version, an alias, ``main`` or a commit id."""
     ref = repo_ref(plural, namespace, name)
-    require_read(principal, ref)
     revision, _ = split_raw_tail(request, 5)
     return _info(ctx, principal, ref, revision)
 
@@ -191,7 +192,6 @@ def list_tree(
 ) -> Response:
     """Folder listing, paginated with an absolute ``Link: <...>; rel="next"`` pinned to the commit id."""
     ref = repo_ref(plural, namespace, name)
-    require_read(principal, ref)
     revision, path = split_raw_tail(request, 5)
     if cursor is not None and not re.fullmatch(r"[0-9]{1,12}", cursor):
         raise bad_request(f"invalid cursor {cursor[:40]!r}")
@@ -240,7 +240,6 @@ async def post_paths_info(
 ) -> Response:
     """Entries for the given paths (form ``paths=a&paths=b``), used by copy operations and HfFileSystem."""
     ref = repo_ref(plural, namespace, name)
-    require_read(principal, ref)
     revision, _ = split_raw_tail(request, 5)
     paths = await _requested_paths(request)
 
@@ -257,7 +256,6 @@ async def post_paths_info(
 def list_refs(plural: str, namespace: str, name: str, ctx: Context, principal: HfPrincipal) -> dict[str, Any]:
     """Aliases as branches (``main`` = ``@latest`` unless an alias ``main`` exists), versions as tags."""
     ref = repo_ref(plural, namespace, name)
-    require_read(principal, ref)
     with ctx.transaction() as s:
         artifact = repo_artifact(s, ref)
         versions = {

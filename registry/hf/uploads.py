@@ -2,9 +2,11 @@
 
 The client PUTs LFS content to the ``href`` we hand out *without* any
 Authorization header, so the URL itself carries the permission: an HMAC-SHA256
-(server secret) over the object id, its size, the namespace and an expiry. The
-upload handler checks it, then streams the body into the blob store, which
-refuses content that does not hash to the oid or has the wrong size.
+(server secret) over the object id, its size, the namespace, an expiry and the
+id of the token that asked for it. The upload handler checks the signature and
+that this token is still valid and may still write the namespace (a revoked
+token's URLs stop working at once), then streams the body into the blob store,
+which refuses content that does not hash to the oid or has the wrong size.
 """
 
 from __future__ import annotations
@@ -16,17 +18,18 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlencode
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from registry.auth import Principal
+from registry.blob_holdings import CanRead, missing_for_push
 from registry.blobstore import LocalBlobStore
 from registry.hf.ids import SHA256_HEX, git_blob_sha1
-from registry.models import Blob, Version
+from registry.models import ApiToken, Version, utcnow
 from signing.paths import InvalidPathError, validate_relative_path
 
 UPLOAD_PREFIX = "/api/mir-lfs/"
 STREAMED_PATH = re.compile(r"^/api/mir-lfs/[0-9a-f]{64}$")
-_DOMAIN = b"mir-hf-lfs-upload-v1\n"
+_DOMAIN = b"mir-hf-lfs-upload-v2\n"
 _INT = re.compile(r"^[0-9]{1,20}$")
 
 
@@ -34,28 +37,31 @@ class UploadSignatureError(ValueError):
     """An upload URL whose signature is missing, altered or expired."""
 
 
-def sign_upload(secret: bytes, oid: str, size: int, namespace: str, expires: int) -> str:
-    message = _DOMAIN + f"{oid}\n{size}\n{namespace}\n{expires}".encode()
+def sign_upload(secret: bytes, oid: str, size: int, namespace: str, expires: int, token_id: int) -> str:
+    message = _DOMAIN + f"{oid}\n{size}\n{namespace}\n{expires}\n{token_id}".encode()
     return hmac.new(secret, message, hashlib.sha256).hexdigest()
 
 
 def signed_upload_url(
-    base: str, secret: bytes, oid: str, size: int, namespace: str, *, now: float, ttl: int
+    base: str, secret: bytes, oid: str, size: int, namespace: str, *, token_id: int, now: float, ttl: int
 ) -> str:
     expires = int(now) + ttl
-    query = urlencode(
-        {"size": size, "ns": namespace, "exp": expires, "sig": sign_upload(secret, oid, size, namespace, expires)}
-    )
+    signature = sign_upload(secret, oid, size, namespace, expires, token_id)
+    query = urlencode({"size": size, "ns": namespace, "exp": expires, "tok": token_id, "sig": signature})
     return f"{base}{UPLOAD_PREFIX}{oid}?{query}"
 
 
 def check_upload_signature(
-    secret: bytes, oid: str, size: str, namespace: str, expires: str, signature: str, *, now: float
+    secret: bytes, oid: str, size: str, namespace: str, expires: str, signature: str, *, token: str, now: float
 ) -> int:
-    """The signed size if the URL is genuine and unexpired; UploadSignatureError otherwise."""
-    if not SHA256_HEX.fullmatch(oid) or not _INT.fullmatch(size) or not _INT.fullmatch(expires):
+    """The signed size if the URL is genuine and unexpired; UploadSignatureError otherwise.
+
+    The caller must still check that token ``token`` is valid and may write ``namespace``
+    (:func:`check_upload_token`): the signature only proves that it once could.
+    """
+    if not all(_INT.fullmatch(v) for v in (size, expires, token)) or not SHA256_HEX.fullmatch(oid):
         raise UploadSignatureError("malformed upload URL")
-    expected = sign_upload(secret, oid, int(size), namespace, int(expires))
+    expected = sign_upload(secret, oid, int(size), namespace, int(expires), int(token))
     if not hmac.compare_digest(expected.encode(), signature.encode("utf-8", "replace")):
         raise UploadSignatureError("upload URL signature does not match; ask the batch endpoint for a new one")
     if int(expires) < now:
@@ -63,9 +69,15 @@ def check_upload_signature(
     return int(size)
 
 
-def blob_stored(session: Session, blobs: LocalBlobStore, digest: str, size: int) -> bool:
-    row = session.get(Blob, digest)
-    return row is not None and row.size == size and blobs.exists(digest, size)
+def check_upload_token(session: Session, token_id: int, namespace: str) -> None:
+    """The token an upload URL was issued to must still be unrevoked, unexpired and allowed to write."""
+    row = session.get(ApiToken, token_id)
+    if row is None or row.revoked_at is not None:
+        raise UploadSignatureError("the token this upload URL was issued to has been revoked")
+    if row.expires_at is not None and row.expires_at <= utcnow():
+        raise UploadSignatureError("the token this upload URL was issued to has expired")
+    if not Principal(token_id=row.id, name=row.name, scopes=frozenset(row.scopes)).can_write(namespace):
+        raise UploadSignatureError(f"the token this upload URL was issued to may no longer write to {namespace}")
 
 
 # -- preupload ------------------------------------------------------------------------------------------
@@ -131,11 +143,14 @@ def batch_objects(
     base: str,
     secret: bytes,
     namespace: str,
+    can_read: CanRead,
+    token_id: int,
     ttl: int,
     max_size: int,
     now: float,
 ) -> list[dict[str, Any]]:
-    """Git-LFS batch answer: no ``actions`` for stored objects (the client skips them), signed URLs for the rest."""
+    """Git-LFS batch answer: no ``actions`` for objects the namespace holds (the client skips them), signed URLs
+    for the rest. Objects stored only under namespaces the caller cannot read are asked for like new ones."""
     answer: list[dict[str, Any]] = []
     wanted: dict[str, int] = {}
     for obj in objects:
@@ -150,20 +165,17 @@ def batch_objects(
         else:
             wanted[oid] = size
             answer.append({"oid": oid, "size": size})
-    digests = [f"sha256:{oid}" for oid in wanted]
-    known = {
-        d: s for d, s in session.execute(select(Blob.digest, Blob.size).where(Blob.digest.in_(digests)))
-    } if digests else {}
+    missing = set(missing_for_push(session, blobs, namespace, {f"sha256:{o}": n for o, n in wanted.items()}, can_read))
     for item in answer:
         if "error" in item:
             continue
         digest, size = f"sha256:{item['oid']}", item["size"]
-        if known.get(digest) == size and blobs.exists(digest, size):
+        if digest not in missing:
             continue
-        href = signed_upload_url(base, secret, item["oid"], size, namespace, now=now, ttl=ttl)
+        href = signed_upload_url(base, secret, item["oid"], size, namespace, token_id=token_id, now=now, ttl=ttl)
         item["authenticated"] = True
         item["actions"] = {
             "upload": {"href": href, "expires_in": ttl},
-            "verify": {"href": f"{base}{UPLOAD_PREFIX}{item['oid']}/verify"},
+            "verify": {"href": f"{base}{UPLOAD_PREFIX}{item['oid']}/verify?{urlencode({'ns': namespace})}"},
         }
     return answer

@@ -13,11 +13,13 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from registry.auth import Context
+from registry.blob_holdings import held_by, record_holding
+from registry.blob_integrity import clear_mark
 from registry.blob_upload import receive_blob
 from registry.blobstore import BlobDigestMismatch, BlobSizeMismatch, BlobTooLarge
 from registry.hf import commits
@@ -35,8 +37,8 @@ from registry.hf.settings import hf_settings, url_secret
 from registry.hf.uploads import (
     UploadSignatureError,
     batch_objects,
-    blob_stored,
     check_upload_signature,
+    check_upload_token,
     preupload_modes,
 )
 from registry.names import InvalidNameError, validate_segment
@@ -60,7 +62,7 @@ class CreateRepoRequest(_Loose):
 
 class PreuploadFile(_Loose):
     path: str = Field(max_length=4096)
-    size: int = Field(ge=0)
+    size: StrictInt = Field(ge=0)
     sample: str | None = None
 
 
@@ -71,7 +73,7 @@ class PreuploadRequest(_Loose):
 
 class VerifyRequest(_Loose):
     oid: str
-    size: int = Field(ge=0)
+    size: StrictInt = Field(ge=0)
 
 
 def _repo_url(base: str, ref: RepoRef) -> str:
@@ -134,7 +136,6 @@ def preupload(
 ) -> dict[str, Any]:
     """Upload mode per file, plus the remote oid of unchanged files so the client can skip them."""
     ref = repo_ref(plural, namespace, name)
-    require_write(principal, ref)
     _create_pr(request)
     revision, _ = split_raw_tail(request, 5)
     with ctx.transaction() as s:
@@ -153,7 +154,6 @@ def preupload(
 
 
 async def _lfs_batch(request: Request, ctx: Any, principal: Any, ref: RepoRef) -> JSONResponse:
-    require_write(principal, ref)
     try:
         body = await request.json()
     except ValueError as exc:
@@ -170,8 +170,9 @@ async def _lfs_batch(request: Request, ctx: Any, principal: Any, ref: RepoRef) -
         with ctx.transaction() as s:
             return batch_objects(
                 s, ctx.blobs, objects, base=base, secret=url_secret(ctx.settings.data_dir.resolve()),
-                namespace=ref.namespace, ttl=settings.url_ttl_seconds, max_size=ctx.settings.max_blob_size,
-                now=time.time(),
+                namespace=ref.namespace, can_read=principal.can_read, token_id=principal.token_id,
+                ttl=settings.url_ttl_seconds,
+                max_size=ctx.settings.max_blob_size, now=time.time(),
             )
 
     answer = await run_in_threadpool(plan)
@@ -197,13 +198,21 @@ async def lfs_batch_model(
 
 @router.put("/api/mir-lfs/{oid}")
 async def lfs_upload(
-    oid: str, request: Request, ctx: Context, size: str = "", ns: str = "", exp: str = "", sig: str = ""
+    oid: str, request: Request, ctx: Context, size: str = "", ns: str = "", exp: str = "", tok: str = "",
+    sig: str = "",
 ) -> dict[str, Any]:
-    """The signed upload URL: no Authorization header (the client sends none); the signature is the permission."""
+    """The signed upload URL: no Authorization header (the client sends none); the signature is the permission,
+    as long as the token it was issued to stays valid."""
+
+    def token_alive() -> None:
+        with ctx.transaction() as s:
+            check_upload_token(s, int(tok), ns)
+
     try:
         declared = check_upload_signature(
-            url_secret(ctx.settings.data_dir.resolve()), oid, size, ns, exp, sig, now=time.time()
+            url_secret(ctx.settings.data_dir.resolve()), oid, size, ns, exp, sig, token=tok, now=time.time()
         )
+        await run_in_threadpool(token_alive)
     except UploadSignatureError as exc:
         raise HfError(403, "InvalidUploadUrl", str(exc)) from exc
     length = request.headers.get("content-length")
@@ -211,7 +220,7 @@ async def lfs_upload(
         raise HfError(400, "SizeMismatch", f"body has {length} bytes, the LFS object {oid} is {declared} bytes")
     digest = f"sha256:{oid}"
     try:
-        blake3_digest = await receive_blob(ctx.blobs, digest, declared, request.stream())
+        stored_blob = await receive_blob(ctx.blobs, digest, declared, request.stream())
     except BlobSizeMismatch as exc:
         raise HfError(413 if isinstance(exc, BlobTooLarge) else 400, "SizeMismatch", f"{oid}: {exc}") from exc
     except BlobDigestMismatch as exc:
@@ -221,19 +230,29 @@ async def lfs_upload(
 
     def record() -> None:
         with ctx.transaction() as s:
-            record_blob(s, digest, declared, blake3_digest)
+            record_blob(s, digest, declared, stored_blob.blake3, stored_blob.chunks)
+            record_holding(s, ns, [digest])
+            clear_mark(s, digest, actor=f"lfs-upload:{ns}", detected_by="upload")  # fresh bytes replaced a bad copy
 
     await run_in_threadpool(record)
     return {"oid": oid, "size": declared}
 
 
 @router.post("/api/mir-lfs/{oid}/verify")
-def lfs_verify(oid: str, body: VerifyRequest, ctx: Context, principal: HfPrincipal) -> dict[str, Any]:
-    """The client's post-upload check: is the object stored, with this size?"""
+def lfs_verify(oid: str, body: VerifyRequest, ctx: Context, principal: HfPrincipal, ns: str = "") -> dict[str, Any]:
+    """The client's post-upload check: does the namespace the upload was for hold the object, with this size?
+
+    Only the namespace's own holdings count, so the answer says nothing about other tenants' blobs.
+    """
     if body.oid != oid:
         raise bad_request("oid in the body does not match the URL")
+    try:
+        namespace = validate_segment(ns, "namespace")
+    except InvalidNameError as exc:
+        raise bad_request(f"verify URL needs the namespace it uploads to (ns=): {exc}") from exc
+    require_write(principal, RepoRef("model", namespace, "x"))
     with ctx.transaction() as s:
-        if not blob_stored(s, ctx.blobs, f"sha256:{oid}", body.size):
+        if f"sha256:{oid}" not in held_by(s, ctx.blobs, namespace, {f"sha256:{oid}": body.size}):
             raise HfError(404, "LfsObjectNotFound", f"LFS object {oid} ({body.size} bytes) is not stored")
     return {"oid": oid, "size": body.size, "verified": True}
 
@@ -247,7 +266,6 @@ async def create_commit(
 ) -> dict[str, Any]:
     """NDJSON commit: apply the operations to ``main`` and commit the result as a new version."""
     ref = repo_ref(plural, namespace, name)
-    require_write(principal, ref)
     _create_pr(request)
     revision, _ = split_raw_tail(request, 5)
     body = await request.body()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -10,18 +9,12 @@ import httpx
 import pytest
 
 from tests.support.server import LiveServer
+from tests.support.trees import sha
 
 ZERO = "sha256:" + "0" * 64
 
 
-def sha(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
-
-@pytest.fixture
-def http(server: LiveServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {server.admin_token}"}) as client:
-        yield client
 
 
 def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:

@@ -20,12 +20,12 @@ def test_history_is_recorded_and_verifies(server: LiveServer, tmp_path: Path) ->
     src = model_dir(tmp_path / "m")
     server.cli("push", str(src), "acme/audited@1", check=True)
     server.cli("alias", "set", "acme/audited@1", "prod", "--reason", "go live", check=True)
+    first = server.cli("audit", "verify", check=True).stdout
+    assert "audit log verified" in first and "pinned registry key" in first
     log = server.cli("audit", "log", "acme/audited", check=True).stdout
     for action in ("version.opened", "version.committed", "alias.moved"):
         assert action in log
-    assert "go live" in log
-    first = server.cli("audit", "verify", check=True).stdout
-    assert "audit log verified" in first and "pinned registry key" in first
+    assert "go live" in log and "FAILED" not in log
     server.cli("push", str(src), "acme/audited@2", check=True)
     second = server.cli("audit", "verify", check=True).stdout
     assert "audit log verified" in second and "pinned" not in second

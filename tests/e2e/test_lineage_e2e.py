@@ -157,7 +157,7 @@ def test_bad_lineage_input_gets_clear_4xx(server: LiveServer, tmp_path: Path) ->
         admin.push(tree(tmp_path, "b"), "bad/b@1", lineage=[{"type": "derived_from", "parent": {"ref": "bad/a@1"}}])
         admin.push(tree(tmp_path, "s"), "secret/s@1")
     writer = token_for(server, "write:bad")
-    manifest = {"files": []}
+    manifest = {"files": [{"path": "w.bin", "size": 1, "digest": "sha256:" + "0" * 64}]}  # empty ones are refused
     opens: list[tuple[Any, int, str]] = [
         ([{"type": "inspired_by", "parent": {"ref": "bad/a@1"}}], 400, "invalid_lineage"),
         ([{"type": "trained_on", "parent": {"ref": "bad/a"}}], 400, "invalid_lineage"),

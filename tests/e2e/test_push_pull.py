@@ -94,7 +94,7 @@ def test_aliases_move_and_are_recorded(server: LiveServer, tmp_path: Path) -> No
 
 
 def test_pull_refuses_content_that_does_not_match_manifest(server: LiveServer, tmp_path: Path) -> None:
-    """Corrupt a stored blob on disk: the client must refuse it and write nothing."""
+    """Corrupt a stored blob on disk: the server refuses to serve it, and the client writes nothing."""
     src = make_tree(tmp_path / "src", {"w.bin": b"original weights" * 1000})
     with MirClient(server.url, server.admin_token) as client:
         result = client.push(src, "acme/corrupt@1")
@@ -105,7 +105,7 @@ def test_pull_refuses_content_that_does_not_match_manifest(server: LiveServer, t
         blob.write_bytes(bytes(data))
         with pytest.raises(MirError) as exc:
             client.pull("acme/corrupt@1", tmp_path / "dst")
-        assert exc.value.code == "digest_mismatch"
+        assert exc.value.code == "blob_corrupt" and exc.value.status == 500
     assert not (tmp_path / "dst" / "w.bin").exists()
     assert not list((tmp_path / "dst").glob(".*mir-part"))
     blob.write_bytes(bytes(data[:5]) + bytes([data[5] ^ 0xFF]) + bytes(data[6:]))

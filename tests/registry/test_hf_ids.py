@@ -116,14 +116,17 @@ SECRET = b"s" * 32
 
 
 def test_signed_upload_urls_round_trip_and_refuse_changes() -> None:
-    url = uploads.signed_upload_url("http://r", SECRET, SHA, 7, "acme", now=1000, ttl=60)
+    url = uploads.signed_upload_url("http://r", SECRET, SHA, 7, "acme", token_id=3, now=1000, ttl=60)
     query = dict(part.split("=") for part in url.split("?")[1].split("&"))
     args = (SHA, query["size"], query["ns"], query["exp"], query["sig"])
-    assert uploads.check_upload_signature(SECRET, *args, now=1059) == 7
+    assert query["tok"] == "3"
+    assert uploads.check_upload_signature(SECRET, *args, token="3", now=1059) == 7
     with pytest.raises(uploads.UploadSignatureError, match="expired"):
-        uploads.check_upload_signature(SECRET, *args, now=1061)
+        uploads.check_upload_signature(SECRET, *args, token="3", now=1061)
     with pytest.raises(uploads.UploadSignatureError, match="does not match"):
-        uploads.check_upload_signature(b"x" * 32, *args, now=1000)
+        uploads.check_upload_signature(b"x" * 32, *args, token="3", now=1000)
+    with pytest.raises(uploads.UploadSignatureError, match="does not match"):
+        uploads.check_upload_signature(SECRET, *args, token="4", now=1000)  # another token's URL
     tampered = [
         (hashlib.sha256(b"x").hexdigest(), *args[1:]),
         (SHA, "8", *args[2:]),
@@ -133,17 +136,19 @@ def test_signed_upload_urls_round_trip_and_refuse_changes() -> None:
     ]
     for bad in tampered:
         with pytest.raises(uploads.UploadSignatureError):
-            uploads.check_upload_signature(SECRET, *bad, now=1000)
+            uploads.check_upload_signature(SECRET, *bad, token="3", now=1000)
     for malformed in [("zz", *args[1:]), (SHA, "-1", *args[2:]), (SHA, args[1], args[2], "soon", args[4])]:
         with pytest.raises(uploads.UploadSignatureError, match="malformed"):
-            uploads.check_upload_signature(SECRET, *malformed, now=1000)
+            uploads.check_upload_signature(SECRET, *malformed, token="3", now=1000)
+    with pytest.raises(uploads.UploadSignatureError, match="malformed"):
+        uploads.check_upload_signature(SECRET, *args, token="", now=1000)
 
 
 @settings(max_examples=200)
 @given(st.text(max_size=80), st.text(max_size=30), st.text(max_size=30), st.text(max_size=100))
 def test_signature_check_never_crashes(size: str, namespace: str, expires: str, signature: str) -> None:
     with contextlib.suppress(uploads.UploadSignatureError):
-        uploads.check_upload_signature(SECRET, SHA, size, namespace, expires, signature, now=0)
+        uploads.check_upload_signature(SECRET, SHA, size, namespace, expires, signature, token="1", now=0)
 
 
 # -- commit bodies ------------------------------------------------------------------------------------

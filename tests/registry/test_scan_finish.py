@@ -7,6 +7,7 @@ import hashlib
 from sqlalchemy import select
 
 from registry import scans
+from registry.blob_holdings import record_holding
 from registry.models import AuditEntry, ScanJob, ScanResult, Version
 from registry.versions import commit_version, get_or_create_artifact, open_version, record_blob
 from signing.manifest import FileEntry, Manifest
@@ -30,6 +31,7 @@ def test_missing_result_makes_the_version_error(reg: Reg) -> None:
     with reg.session() as s:
         for entry in manifest.files:
             record_blob(s, entry.digest, entry.size)
+        record_holding(s, "acme", [entry.digest for entry in manifest.files])
         art = get_or_create_artifact(s, "acme", "partly", "model", "tester")
         version, _ = open_version(s, reg.blobs, art, "1", manifest, actor="tester")
         commit_version(s, reg.blobs, version, actor="tester")

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
+
+
+def sha(data: bytes) -> str:
+    """The registry digest of some bytes."""
+    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def make_tree(root: Path, files: dict[str, bytes]) -> Path:
