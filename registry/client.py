@@ -402,7 +402,7 @@ def _part_name(path: str) -> str:
 
 def _local_files(root: Path) -> list[str]:
     """Every non-directory entry under ``root`` (symlinks listed, not followed), as relative POSIX paths."""
-    found = []
+    found: list[str] = []
     for dirpath, dirnames, filenames in os.walk(root):
         here = Path(dirpath)
         links = [d for d in dirnames if (here / d).is_symlink()]

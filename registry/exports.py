@@ -146,7 +146,9 @@ def to_prov(session: Session, version: Version, *, base_url: str, depth: int, ca
                 extra.update({f"mir:{k}": _prov_value(v) for k, v in edge.attributes.items() if v is not None})
             doc.used(activity, parent, None, other_attributes={"prov:role": f"mir:{edge.type}"})
             doc.wasDerivedFrom(child, parent, activity, other_attributes=extra)
-    return dict(json.loads(doc.serialize(format="json")))
+    serialized = doc.serialize(format="json")
+    assert serialized is not None  # prov returns the text when no destination is given
+    return dict(json.loads(serialized))
 
 
 # -- OpenLineage --------------------------------------------------------------------------------------------
@@ -190,7 +192,7 @@ def to_openlineage(
         host, _, path = rest.partition("/")
         return _dataset(f"{scheme}://{host}", "/" + path, node["digest"], extra)
 
-    events = []
+    events: list[dict[str, Any]] = []
     for child_id, edges in ancestry.by_child().items():
         if not edges and child_id != ancestry.root:
             continue

@@ -165,7 +165,7 @@ class NodeIndex:
     externals: dict[int, dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, session: Session, version_ids: Iterable[int], external_ids: Iterable[int | None]) -> NodeIndex:
+    def load(cls, session: Session, version_ids: Iterable[int | None], external_ids: Iterable[int | None]) -> NodeIndex:
         index = cls()
         vids = sorted({v for v in version_ids if v is not None})
         for start in range(0, len(vids), _IN_CHUNK):

@@ -62,7 +62,7 @@ def quarantine_status(session: Session, version: Version, *, can_read: CanRead =
     for q, depth in rows:
         nearest.setdefault(q.id, (q, depth))
     nodes = NodeIndex.load(session, [q.version_id for q, _ in nearest.values()], [])
-    sources = []
+    sources: list[dict[str, Any]] = []
     for q, depth in nearest.values():
         key = nodes.version_key(q.version_id, can_read)
         if key.startswith("hidden:"):
