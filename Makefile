@@ -22,6 +22,7 @@ run: $(STAMP)
 test: $(STAMP) postgres
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/pytest
 
 postgres:
@@ -30,6 +31,7 @@ postgres:
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) mir-data .pytest_cache

@@ -23,11 +23,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy import insert, update
 
-from registry import audit
-from registry.context import RegistryContext
-from registry.migrate import ensure_schema
-from registry.models import AuditEntry, AuditState, MerkleNode, utcnow
-from registry.settings import Settings
+from registry.audit import log as audit
+from registry.audit.models import AuditEntry, AuditState, MerkleNode
+from registry.core.context import RegistryContext
+from registry.core.settings import Settings
+from registry.core.tables import utcnow
+from registry.server.migrate import ensure_schema
 from signing.jcs import canonicalize
 from signing.merkle import InMemoryNodeStore, MerkleLog
 from tests.support.databases import database_url

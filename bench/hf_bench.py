@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from registry.client import MirClient  # noqa: E402
+from registry.client.http import MirClient  # noqa: E402
 from tests.support.server import MIR, live_server  # noqa: E402
 
 CHUNK = 64 << 20

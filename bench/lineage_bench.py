@@ -30,10 +30,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy import Engine, func, insert, select, text
 
-from registry import lineage_graph, quarantine
-from registry.db import make_engine, make_session_factory
-from registry.migrate import ensure_schema
-from registry.models import Artifact, ExternalSource, LineageEdge, Quarantine, Version
+from registry.artifacts.models import Artifact, Version
+from registry.core.db import make_engine, make_session_factory
+from registry.lineage import graph as lineage_graph
+from registry.lineage import quarantine
+from registry.lineage.models import ExternalSource, LineageEdge, Quarantine
+from registry.server.migrate import ensure_schema
 from tests.support.databases import database_url
 
 ARTIFACTS = 1000

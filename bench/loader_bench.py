@@ -47,7 +47,7 @@ from safetensors.torch import load_file, save_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from registry.verified_read import read_verified
+from registry.client.verified_read import read_verified
 from signing.hashing import default_workers, hash_directory
 
 GB = 1_000_000_000

@@ -27,7 +27,7 @@ MiB = 1 << 20
 CLIENT = textwrap.dedent(
     """
     import json, resource, sys, time
-    from registry.client import MirClient
+    from registry.client.http import MirClient
     from signing.hashing import hash_directory
     url, token, op, a, b = sys.argv[1:6]
     with MirClient(url, token) as c:

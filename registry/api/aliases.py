@@ -8,14 +8,15 @@ from fastapi import APIRouter
 from sqlalchemy import select
 from sqlalchemy.orm import aliased
 
-from registry import audit, quarantine
-from registry.api.openapi import AliasMoved
 from registry.api.refs import AliasName, Name, Namespace, checked_alias, checked_repo, checked_version
-from registry.auth import Context, CurrentPrincipal
-from registry.errors import ApiError
-from registry.models import AliasEvent, Version
-from registry.schemas import AliasRequest
-from registry.versions import COMMITTED, aliases_of, find_alias, find_version, get_artifact, move_alias
+from registry.api.responses import AliasMoved
+from registry.artifacts.models import AliasEvent, Version
+from registry.artifacts.versions import COMMITTED, aliases_of, find_alias, find_version, get_artifact, move_alias
+from registry.audit import log as audit
+from registry.auth.tokens import Context, CurrentPrincipal
+from registry.core.errors import ApiError
+from registry.core.schemas import AliasRequest
+from registry.lineage import quarantine
 
 router = APIRouter(prefix="/v1/artifacts", tags=["aliases"])
 

@@ -6,12 +6,12 @@ from typing import Any
 
 from fastapi import APIRouter, Query
 
-from registry import audit
-from registry.api.openapi import RegistryKey
 from registry.api.refs import ArtifactFilter, checked_repo
-from registry.auth import Context, CurrentPrincipal
-from registry.errors import ApiError
-from registry.models import INT32_MAX
+from registry.api.responses import RegistryKey
+from registry.audit import log as audit
+from registry.auth.tokens import Context, CurrentPrincipal
+from registry.core.errors import ApiError
+from registry.core.tables import INT32_MAX
 
 router = APIRouter(prefix="/v1", tags=["audit"])
 

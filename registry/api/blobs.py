@@ -11,8 +11,6 @@ from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
-from registry import quarantine
-from registry.api.openapi import BINARY, BinaryResponse, BlobStored
 from registry.api.refs import (
     BlobDigest,
     Name,
@@ -23,16 +21,18 @@ from registry.api.refs import (
     checked_repo,
     checked_version,
 )
-from registry.auth import Context, CurrentPrincipal
-from registry.blob_holdings import held_by, record_holding
-from registry.blob_integrity import Where, clear_mark
-from registry.blob_serve import BlobUnavailable, ServedFile, serve_blob
-from registry.blob_upload import StoredBlob, receive_blob
-from registry.blobstore import BlobDigestMismatch, BlobSizeMismatch, BlobTooLarge
-from registry.errors import ApiError, error_body
-from registry.headers import header_value
-from registry.models import VersionFile
-from registry.versions import OPEN, find_version, get_artifact, record_blob, resolve_ref
+from registry.api.responses import BINARY, BinaryResponse, BlobStored
+from registry.artifacts.holdings import held_by, record_holding
+from registry.artifacts.integrity import Where, clear_mark
+from registry.artifacts.models import VersionFile
+from registry.artifacts.serve import BlobUnavailable, ServedFile, serve_blob
+from registry.artifacts.uploads import StoredBlob, receive_blob
+from registry.artifacts.versions import OPEN, find_version, get_artifact, record_blob, resolve_ref
+from registry.auth.tokens import Context, CurrentPrincipal
+from registry.core.blobstore import BlobDigestMismatch, BlobSizeMismatch, BlobTooLarge
+from registry.core.errors import ApiError, error_body
+from registry.lineage import quarantine
+from registry.web.headers import header_value
 from signing.paths import InvalidPathError, validate_relative_path
 
 router = APIRouter(prefix="/v1/artifacts", tags=["blobs"])

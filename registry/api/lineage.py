@@ -13,14 +13,16 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, Query
 from sqlalchemy.orm import Session
 
-from registry import exports, lineage, lineage_graph, quarantine
 from registry.api.refs import LineageCursor, Name, Namespace, VersionRef, checked_repo, checked_version
-from registry.auth import Context, CurrentPrincipal, Principal
-from registry.errors import ApiError
-from registry.models import Version
-from registry.names import InvalidNameError, parse_ref
-from registry.schemas import QuarantineRequest
-from registry.versions import COMMITTED, find_version, get_artifact, resolve_ref
+from registry.artifacts.models import Version
+from registry.artifacts.versions import COMMITTED, find_version, get_artifact, resolve_ref
+from registry.auth.tokens import Context, CurrentPrincipal, Principal
+from registry.core.errors import ApiError
+from registry.core.names import InvalidNameError, parse_ref
+from registry.core.schemas import QuarantineRequest
+from registry.lineage import edges as lineage
+from registry.lineage import exports, quarantine
+from registry.lineage import graph as lineage_graph
 
 router = APIRouter(prefix="/v1", tags=["lineage"])
 _VERSION = "/artifacts/{namespace}/{name}/versions/{ref}"

@@ -11,10 +11,8 @@ from typing import Annotated
 
 from fastapi import Path, Query
 
-from registry.errors import ApiError
-from registry.lineage_graph import CURSOR_PATTERN
-from registry.models import INT32_MAX
-from registry.names import (
+from registry.core.errors import ApiError
+from registry.core.names import (
     ALIAS_MAX,
     ALIAS_PATTERN,
     SEGMENT_MAX,
@@ -26,6 +24,8 @@ from registry.names import (
     validate_segment,
     validate_version,
 )
+from registry.core.tables import INT32_MAX
+from registry.lineage.graph import CURSOR_PATTERN
 from signing.digests import InvalidDigestError, validate_digest
 
 SHA256_PATTERN = r"^sha256:[0-9a-f]{64}$"

@@ -6,12 +6,13 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from registry import audit, signatures
 from registry.api.refs import KeyId, Name, Namespace, VersionRef, checked_repo, checked_version
-from registry.auth import Context, CurrentPrincipal
-from registry.errors import ApiError
-from registry.schemas import KeyRequest, KeyRevokeRequest, SignatureRequest
-from registry.versions import get_artifact, resolve_ref, version_manifest
+from registry.artifacts.versions import get_artifact, resolve_ref, version_manifest
+from registry.audit import log as audit
+from registry.auth.tokens import Context, CurrentPrincipal
+from registry.core.errors import ApiError
+from registry.core.schemas import KeyRequest, KeyRevokeRequest, SignatureRequest
+from registry.trust import signatures
 
 router = APIRouter(prefix="/v1", tags=["signatures"])
 

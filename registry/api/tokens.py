@@ -8,13 +8,14 @@ from typing import Any
 from fastapi import APIRouter
 from sqlalchemy import select
 
-from registry import audit
-from registry.api.openapi import TokenCreated, TokenInfo, WhoAmI
 from registry.api.refs import TokenId
-from registry.auth import Context, CurrentPrincipal, create_token
-from registry.errors import ApiError
-from registry.models import ApiToken, utcnow
-from registry.schemas import RevokeRequest, TokenRequest
+from registry.api.responses import TokenCreated, TokenInfo, WhoAmI
+from registry.audit import log as audit
+from registry.auth.models import ApiToken
+from registry.auth.tokens import Context, CurrentPrincipal, create_token
+from registry.core.errors import ApiError
+from registry.core.schemas import RevokeRequest, TokenRequest
+from registry.core.tables import utcnow
 
 router = APIRouter(prefix="/v1", tags=["tokens"])
 

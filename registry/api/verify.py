@@ -6,13 +6,15 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query
 
-from registry import attestation, blob_integrity, policy
 from registry.api.refs import Name, Namespace, VersionRef, checked_repo, checked_version
-from registry.auth import Context, CurrentPrincipal
-from registry.errors import ApiError
-from registry.names import InvalidNameError, parse_ref
-from registry.schemas import NONCE_PATTERN, VerifyRequest
-from registry.versions import get_artifact, resolve_ref
+from registry.artifacts import integrity as blob_integrity
+from registry.artifacts.versions import get_artifact, resolve_ref
+from registry.auth.tokens import Context, CurrentPrincipal
+from registry.core.errors import ApiError
+from registry.core.names import InvalidNameError, parse_ref
+from registry.core.schemas import NONCE_PATTERN, VerifyRequest
+from registry.gate import attestation, decisions
+from registry.policy import documents as policy
 from signing.digests import InvalidDigestError, validate_digest
 from signing.paths import InvalidPathError, validate_relative_path
 
@@ -61,9 +63,9 @@ def verify(body: VerifyRequest, ctx: Context, principal: CurrentPrincipal) -> di
     signer = ctx.signer
     with ctx.transaction() as s:
         version = resolve_ref(s, get_artifact(s, ref.namespace, ref.name), ref.ref)
-        decision = policy.evaluate(s, version, observed)
+        decision = decisions.evaluate(s, version, observed)
         signed = attestation.receipt(signer, decision, observed, reference=body.reference, nonce=body.nonce)
-        return {**policy.decision_to_dict(decision), "receipt": signed}
+        return {**decisions.decision_to_dict(decision), "receipt": signed}
 
 
 @router.get("/artifacts/{namespace}/{name}/versions/{ref}/bundle")

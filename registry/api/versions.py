@@ -7,9 +7,6 @@ from typing import Any
 from fastapi import APIRouter, Query
 from sqlalchemy import select
 
-from registry import audit, lineage, lineage_graph, quarantine, scan_queue, scans, signatures
-from registry.api import synthetic as synthetic_api
-from registry.api.openapi import ArtifactPage
 from registry.api.refs import (
     Name,
     Namespace,
@@ -20,16 +17,12 @@ from registry.api.refs import (
     checked_repo,
     checked_version,
 )
-from registry.auth import Context, CurrentPrincipal
-from registry.blob_holdings import missing_for_push
-from registry.errors import ApiError
-from registry.models import Artifact, Version
-from registry.names import InvalidNameError, validate_kind
-from registry.schemas import OpenVersionRequest
-from registry.versions import (
+from registry.api.responses import ArtifactPage
+from registry.artifacts.holdings import missing_for_push
+from registry.artifacts.models import Artifact, Version
+from registry.artifacts.versions import (
     abort_version,
     aliases_of,
-    commit_version,
     find_version,
     get_artifact,
     get_or_create_artifact,
@@ -37,6 +30,19 @@ from registry.versions import (
     resolve_ref,
     version_to_dict,
 )
+from registry.audit import log as audit
+from registry.auth.tokens import Context, CurrentPrincipal
+from registry.core.errors import ApiError
+from registry.core.names import InvalidNameError, validate_kind
+from registry.core.schemas import OpenVersionRequest
+from registry.lineage import edges as lineage
+from registry.lineage import graph as lineage_graph
+from registry.lineage import quarantine
+from registry.push.commit import commit_version
+from registry.scanning import queue as scan_queue
+from registry.scanning import results as scans
+from registry.synthetic.report import with_policy
+from registry.trust import signatures
 from signing.manifest import InvalidManifestError, Manifest
 
 router = APIRouter(prefix="/v1/artifacts", tags=["artifacts"])
@@ -186,7 +192,7 @@ def show_version(
         data = version_to_dict(row, aliases=aliases)
         data["lineage"] = lineage_graph.parents_of(s, row, can_read=principal.can_read)
         data["quarantine"] = quarantine.quarantine_status(s, row, can_read=principal.can_read)
-        data["synthetic"] = synthetic_api.with_policy(s, row, principal.can_read)
+        data["synthetic"] = with_policy(s, row, principal.can_read)
         return data
 
 

@@ -20,17 +20,17 @@ from fastapi import Depends, Request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from registry.auth import Principal, authenticate
-from registry.context import RegistryContext, get_context
-from registry.errors import ApiError
+from registry.artifacts.models import Artifact, Version
+from registry.artifacts.versions import COMMITTED, LATEST, find_alias, find_artifact, find_version
+from registry.auth.tokens import Principal, authenticate
+from registry.core.context import RegistryContext, get_context
+from registry.core.errors import ApiError
+from registry.core.names import InvalidNameError, validate_segment
 from registry.hf.errors import INVALID_CREDENTIALS, REPO_NOT_FOUND, HfError, bad_request, repo_not_found
 from registry.hf.errors import revision_not_found as _revision_not_found
 from registry.hf.ids import SHORT_COMMIT_ID, commit_id, is_commit_id
-from registry.lineage_graph import CanRead
-from registry.models import Artifact, Version
-from registry.names import InvalidNameError, validate_segment
-from registry.quarantine import describe_status, quarantine_status
-from registry.versions import COMMITTED, LATEST, find_alias, find_artifact, find_version
+from registry.lineage.graph import CanRead
+from registry.lineage.quarantine import describe_status, quarantine_status
 
 MAIN = "main"
 # URL words for repo types: /api/{plural}/... and /{prefix}/{repo}/resolve/...
@@ -114,6 +114,11 @@ def require_read(principal: Principal, ref: RepoRef) -> None:
 def require_write(principal: Principal, ref: RepoRef) -> None:
     if not principal.can_write(ref.namespace):
         raise HfError(403, "Forbidden", f"token {principal.name!r} may not write to namespace {ref.namespace!r}")
+
+
+def public_base(request: Request, ctx: RegistryContext) -> str:
+    """The URL clients reach us at: ``MIR_PUBLIC_URL`` behind a proxy, else what this request used."""
+    return str(ctx.settings.public_url or request.base_url).rstrip("/")
 
 
 # -- repos and revisions -------------------------------------------------------------------------------

@@ -35,19 +35,9 @@ from datetime import datetime
 import blake3
 from sqlalchemy.orm import Session
 
-from registry.blob_holdings import held_size, record_holding
-from registry.blobstore import LocalBlobStore
-from registry.chunk_hashes import chunk_list_of
-from registry.hf.access import MAIN, RepoRef, find_revision, version_commit
-from registry.hf.errors import HfError, bad_request
-from registry.hf.ids import SHA256_HEX, SHORT_COMMIT_ID
-from registry.lineage import record_edge
-from registry.models import Artifact, Version, utcnow
-from registry.names import InvalidNameError, validate_version
-from registry.registry_key import RegistrySigner
-from registry.schemas import LineageDeclaration
-from registry.settings import Settings
-from registry.versions import (
+from registry.artifacts.holdings import held_size, record_holding
+from registry.artifacts.models import Artifact, Version
+from registry.artifacts.versions import (
     LATEST,
     find_alias,
     find_version,
@@ -56,7 +46,18 @@ from registry.versions import (
     open_version,
     record_blob,
 )
-from registry.versions import commit_version as commit_registry_version
+from registry.core.blobstore import LocalBlobStore
+from registry.core.chunks import chunk_list_of
+from registry.core.names import InvalidNameError, validate_version
+from registry.core.registry_key import RegistrySigner
+from registry.core.schemas import LineageDeclaration
+from registry.core.settings import Settings
+from registry.core.tables import utcnow
+from registry.hf.access import MAIN, RepoRef, find_revision, version_commit
+from registry.hf.errors import HfError, bad_request
+from registry.hf.ids import SHA256_HEX, SHORT_COMMIT_ID
+from registry.lineage.edges import record_edge
+from registry.push.commit import commit_version as commit_registry_version
 from signing.manifest import FileEntry, InvalidManifestError, Manifest
 from signing.paths import InvalidPathError, validate_relative_path
 

@@ -20,9 +20,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
-from registry.errors import ApiError, insufficient_storage, is_disk_full
-from registry.headers import header_value
-from registry.limits import BodyTooLarge
+from registry.core.errors import ApiError, insufficient_storage, is_disk_full
+from registry.web.headers import header_value
+from registry.web.limits import BodyTooLarge
 
 log = logging.getLogger("mir.hf")
 

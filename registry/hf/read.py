@@ -26,14 +26,16 @@ from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 from starlette.convertors import Convertor, register_url_convertor
 
-from registry.auth import Context
-from registry.blob_integrity import Where
-from registry.blob_serve import BlobUnavailable, ServedFile, serve_blob
-from registry.headers import header_value
+from registry.artifacts.integrity import Where
+from registry.artifacts.models import Version, VersionFile
+from registry.artifacts.serve import BlobUnavailable, ServedFile, serve_blob
+from registry.artifacts.versions import COMMITTED, aliases_of
+from registry.auth.tokens import Context
 from registry.hf.access import (
     MAIN,
     HfPrincipal,
     RepoRef,
+    public_base,
     repo_artifact,
     repo_ref,
     resolve_servable,
@@ -44,8 +46,7 @@ from registry.hf.errors import HfError, HfRoute, bad_request, entry_not_found, h
 from registry.hf.ids import etag
 from registry.hf.listing import RepoFile, paths_info, repo_info, tree_entries
 from registry.hf.settings import hf_settings
-from registry.models import Version, VersionFile
-from registry.versions import COMMITTED, aliases_of
+from registry.web.headers import header_value
 
 router = APIRouter(route_class=HfRoute, tags=["huggingface"])
 _TRUE = frozenset({"1", "true", "yes", "on"})
@@ -69,11 +70,6 @@ register_url_convertor("mir_hf_type", _PrefixedType())
 
 def _flag(value: str | None) -> bool:
     return value is not None and value.strip().lower() in _TRUE
-
-
-def public_base(request: Request, ctx: Any) -> str:
-    """The URL clients reach us at: ``MIR_PUBLIC_URL`` behind a proxy, else what this request used."""
-    return str(ctx.settings.public_url or request.base_url).rstrip("/")
 
 
 def _warning(message: str | None) -> dict[str, str]:

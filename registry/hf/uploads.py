@@ -20,11 +20,13 @@ from urllib.parse import urlencode
 
 from sqlalchemy.orm import Session
 
-from registry.auth import Principal
-from registry.blob_holdings import CanRead, missing_for_push
-from registry.blobstore import LocalBlobStore
+from registry.artifacts.holdings import CanRead, missing_for_push
+from registry.artifacts.models import Version
+from registry.auth.models import ApiToken
+from registry.auth.tokens import Principal
+from registry.core.blobstore import LocalBlobStore
+from registry.core.tables import utcnow
 from registry.hf.ids import SHA256_HEX, git_blob_sha1
-from registry.models import ApiToken, Version, utcnow
 from signing.paths import InvalidPathError, validate_relative_path
 
 UPLOAD_PREFIX = "/api/mir-lfs/"

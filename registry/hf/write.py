@@ -17,22 +17,24 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
-from registry.auth import Context
-from registry.blob_holdings import held_by, record_holding
-from registry.blob_integrity import clear_mark
-from registry.blob_upload import receive_blob
-from registry.blobstore import BlobDigestMismatch, BlobSizeMismatch, BlobTooLarge
+from registry.artifacts.holdings import held_by, record_holding
+from registry.artifacts.integrity import clear_mark
+from registry.artifacts.uploads import receive_blob
+from registry.artifacts.versions import find_artifact, get_or_create_artifact, record_blob
+from registry.auth.tokens import Context
+from registry.core.blobstore import BlobDigestMismatch, BlobSizeMismatch, BlobTooLarge
+from registry.core.names import InvalidNameError, validate_segment
 from registry.hf import commits
 from registry.hf.access import (
     MAIN,
     HfPrincipal,
     RepoRef,
+    public_base,
     repo_ref,
     require_write,
     split_raw_tail,
 )
 from registry.hf.errors import HfError, HfRoute, bad_request
-from registry.hf.read import public_base
 from registry.hf.settings import hf_settings, url_secret
 from registry.hf.uploads import (
     UploadSignatureError,
@@ -41,8 +43,6 @@ from registry.hf.uploads import (
     check_upload_token,
     preupload_modes,
 )
-from registry.names import InvalidNameError, validate_segment
-from registry.versions import find_artifact, get_or_create_artifact, record_blob
 
 router = APIRouter(route_class=HfRoute, tags=["huggingface"])
 LFS_JSON = "application/vnd.git-lfs+json"

@@ -19,7 +19,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
-from registry.client import MirClient
+from registry.client.http import MirClient
 from tests.support.databases import _check_postgres, postgres_base_url
 from tests.support.gate import wait_scanned
 from tests.support.server import MIR, live_server

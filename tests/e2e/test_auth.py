@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from registry.client import MirClient, MirError
-from registry.models import ApiToken
+from registry.auth.models import ApiToken
+from registry.client.http import MirClient, MirError
 from tests.support.server import LiveServer
 from tests.support.trees import model_dir
 

@@ -22,10 +22,10 @@ import httpx
 import pytest
 from sqlalchemy import Engine, delete, select
 
-from registry.client import MirClient, MirError
-from registry.db import make_engine
-from registry.loader import LoaderError, load_verified
-from registry.models import Blob, BlobChunks
+from registry.artifacts.models import Blob, BlobChunks
+from registry.client.http import MirClient, MirError
+from registry.client.loader import LoaderError, load_verified
+from registry.core.db import make_engine
 from tests.e2e.test_hf_read import run_hf
 from tests.support.gate import Namespace, safetensors_model
 from tests.support.server import MIR, LiveServer, live_server

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from registry.client import MirClient, MirError
+from registry.client.http import MirClient, MirError
 from tests.support.databases import BACKENDS, database_url
 from tests.support.server import LiveServer, live_server
 from tests.support.trees import make_tree
@@ -43,7 +43,7 @@ SLOW_UPLOAD = textwrap.dedent(
     """
     import sys, time, httpx
     from pathlib import Path
-    from registry.client import MirClient
+    from registry.client.http import MirClient
     from signing.hashing import hash_directory
     url, token, src, ref = sys.argv[1:5]
     manifest = hash_directory(src)
@@ -142,7 +142,7 @@ CLIENT_WITH_RSS = textwrap.dedent(
     """
     import sys
     from pathlib import Path
-    from registry.client import MirClient
+    from registry.client.http import MirClient
     url, token, op, a, b = sys.argv[1:6]
     with MirClient(url, token) as c:
         c.push(a, b) if op == "push" else c.pull(a, b)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from registry.client import MirError
+from registry.client.http import MirError
 from signing.keys import generate_private_key, public_key_to_pem
 from tests.support.gate import Namespace, safetensors_model
 from tests.support.server import LiveServer, free_port

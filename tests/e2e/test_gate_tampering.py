@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from registry.bundle_check import Subject, check_bundle
-from registry.loader import PolicyRefusedError, load_verified
+from registry.client.bundles import Subject, check_bundle
+from registry.client.loader import PolicyRefusedError, load_verified
 from signing.keys import load_public_key
 from tests.support.forgery import ago, payload_of, registry_signer, resign, tamper_unsigned
 from tests.support.gate import Namespace, safetensors_model

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from registry.client import MirClient
-from registry.hf.cache_import import HfImportError, load_snapshot
+from registry.client.hf_import import HfImportError, load_snapshot
+from registry.client.http import MirClient
 from tests.e2e.test_hf_read import ok, run_hf, tree_digests, version_commit
 from tests.support.server import LiveServer
 from tests.support.trees import model_dir

@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
-from registry.client import MirClient
+from registry.client.http import MirClient
 from registry.hf.ids import commit_id
 from tests.support.server import LiveServer
 from tests.support.trees import make_tree, model_dir

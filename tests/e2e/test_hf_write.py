@@ -12,7 +12,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import httpx
 import pytest
 
-from registry.client import MirClient
+from registry.client.http import MirClient
 from registry.hf.ids import commit_id
 from tests.e2e.test_hf_read import failed, ok, run_hf, tree_digests
 from tests.support.server import LiveServer

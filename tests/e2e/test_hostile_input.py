@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from registry.client import MirClient, MirError
+from registry.client.http import MirClient, MirError
 from tests.support.server import LiveServer
 from tests.support.trees import make_tree
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from registry.models import INT32_MAX
+from registry.core.tables import INT32_MAX
 from tests.support.server import LiveServer
 
 HUGE = "99999999999999999999"

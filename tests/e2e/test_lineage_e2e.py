@@ -11,8 +11,8 @@ import pytest
 from prov.model import ProvDocument
 from typer.testing import CliRunner, Result
 
-from registry.cli import app as cli_app
-from registry.client import MirClient, MirError
+from registry.cli.main import app as cli_app
+from registry.client.http import MirClient, MirError
 from tests.support.server import LiveServer
 from tests.support.trees import make_tree
 

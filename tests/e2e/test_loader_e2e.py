@@ -13,7 +13,7 @@ torch = pytest.importorskip("torch")
 
 from safetensors.torch import load_file  # noqa: E402
 
-from registry.loader import LoaderError, PolicyRefusedError, VerifiedLoadError, load_verified  # noqa: E402
+from registry.client.loader import LoaderError, PolicyRefusedError, VerifiedLoadError, load_verified  # noqa: E402
 from tests.support.gate import Namespace, safetensors_model  # noqa: E402
 from tests.support.server import LiveServer, free_port  # noqa: E402
 

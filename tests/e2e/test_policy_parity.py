@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from registry.bundle_check import check_bundle
-from registry.receipt_check import Expected, check_receipt
+from registry.client.bundles import check_bundle
+from registry.client.receipts import Expected, check_receipt
 from signing.keys import load_public_key
 from tests.support.gate import MALICIOUS_PICKLE, Namespace, safetensors_model
 from tests.support.server import LiveServer

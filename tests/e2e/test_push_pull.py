@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from registry.client import MirClient, MirError
+from registry.client.http import MirClient, MirError
 from tests.support.server import LiveServer
 from tests.support.trees import make_tree, model_dir
 

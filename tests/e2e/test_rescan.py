@@ -15,7 +15,7 @@ import pytest
 from safetensors.numpy import save_file
 from sqlalchemy import create_engine, text
 
-from registry.client import MirClient, MirError
+from registry.client.http import MirClient, MirError
 from tests.support.databases import BACKENDS, database_url
 from tests.support.gate import MALICIOUS_PICKLE, wait_scanned
 from tests.support.server import live_server

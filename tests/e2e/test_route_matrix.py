@@ -16,9 +16,9 @@ import httpx
 import pytest
 from fastapi import APIRouter
 
-from registry.app import api_routes
-from registry.client import MirClient, MirError
-from registry.route_access import RULES, MissingRouteRule, Need, check_rules_cover
+from registry.auth.rules import RULES, MissingRouteRule, Need, check_rules_cover
+from registry.client.http import MirClient, MirError
+from registry.server.app import api_routes
 from tests.support.server import LiveServer
 from tests.support.trees import make_tree
 

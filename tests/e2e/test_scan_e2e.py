@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from registry.client import MirClient, MirError
+from registry.client.http import MirClient, MirError
 from tests.support.gate import MALICIOUS_PICKLE, wait_scanned
 from tests.support.server import LiveServer
 from tests.support.trees import make_tree

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from registry.client import MirClient, MirError
+from registry.client.http import MirClient, MirError
 from signing.keys import generate_private_key, public_key_to_pem
 from signing.manifest import Manifest
 from signing.sign import sign_manifest

@@ -25,8 +25,8 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
-from registry.blobstore import HOST_TAG, LocalBlobStore
-from registry.client import MirClient
+from registry.client.http import MirClient
+from registry.core.blobstore import HOST_TAG, LocalBlobStore
 from signing.hashing import hash_directory
 from tests.e2e.test_crash_and_memory import SLOW_UPLOAD, _write_random
 from tests.support.databases import BACKENDS, database_url, postgres_base_url

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 import pytest
 from safetensors.numpy import save_file
 
-from registry.client import MirClient
+from registry.client.http import MirClient
 from signing.keys import generate_private_key, public_key_to_pem
 from tests.support.databases import database_url
 from tests.support.server import LiveServer, live_server

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from registry.client import MirClient, MirError
+from registry.client.http import MirClient, MirError
 from signing.manifest import FileEntry, Manifest
 from tests.e2e.test_synthetic_e2e import edge, model_dir, sentences, wait_scanned, write_jsonl
 from tests.support.server import LiveServer

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from registry.blobstore import LocalBlobStore
-from registry.db import make_engine, make_session_factory
-from registry.migrate import ensure_schema
+from registry.core.blobstore import LocalBlobStore
+from registry.core.db import make_engine, make_session_factory
+from registry.server.migrate import ensure_schema
 from tests.support.service import Reg
 
 

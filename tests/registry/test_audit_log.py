@@ -8,10 +8,10 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from registry import audit
-from registry.context import RegistryContext
-from registry.migrate import ensure_schema
-from registry.settings import Settings
+from registry.audit import log as audit
+from registry.core.context import RegistryContext
+from registry.core.settings import Settings
+from registry.server.migrate import ensure_schema
 from signing.merkle import leaf_hash, verify_consistency, verify_inclusion
 from signing.tree_head import verify_tree_head
 

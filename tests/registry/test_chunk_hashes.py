@@ -8,7 +8,7 @@ import itertools
 from hypothesis import given
 from hypothesis import strategies as st
 
-from registry.chunk_hashes import ChunkHasher, chunk_count, chunk_list_of
+from registry.core.chunks import ChunkHasher, chunk_count, chunk_list_of
 
 
 @given(data=st.binary(max_size=400), cuts=st.lists(st.integers(min_value=0, max_value=400)),

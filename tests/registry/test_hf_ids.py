@@ -17,12 +17,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from starlette.requests import Request
 
+from registry.client.hf_import import HfImportError, read_tree_listing
+from registry.core.names import validate_version
 from registry.hf import commits, ids, uploads
 from registry.hf.access import split_raw_tail
-from registry.hf.cache_import import HfImportError, read_tree_listing
 from registry.hf.errors import HfError, hf_error_response
 from registry.hf.listing import RepoFile, paths_info, tree_entries
-from registry.names import validate_version
 from signing.manifest import FileEntry
 
 SHA = hashlib.sha256(b"weights").hexdigest()
@@ -318,7 +318,7 @@ def test_read_tree_listing_never_crashes(tmp_path_factory: pytest.TempPathFactor
 def test_preupload_keeps_commits_small(tmp_path: Path) -> None:
     from types import SimpleNamespace
 
-    from registry.blobstore import LocalBlobStore
+    from registry.core.blobstore import LocalBlobStore
 
     files = [SimpleNamespace(path=p, size=s) for p, s in (("a", 8), ("b", 8), ("big", 50), ("empty", 0), ("c", 6))]
     modes = uploads.preupload_modes(LocalBlobStore(tmp_path), None, files, regular_max=10, inline_budget=15)

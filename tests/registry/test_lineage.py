@@ -13,13 +13,24 @@ from prov.model import ProvDocument
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from registry import exports, lineage, lineage_graph, quarantine
-from registry.auth import Principal
-from registry.errors import ApiError
-from registry.models import AuditEntry, LineageEdge, Version
-from registry.names import parse_ref
-from registry.schemas import LineageDeclaration, parse_parent_spec
-from registry.versions import COMMITTED, commit_version, get_artifact, get_or_create_artifact, move_alias, open_version
+from registry.artifacts.models import Version
+from registry.artifacts.versions import (
+    COMMITTED,
+    get_artifact,
+    get_or_create_artifact,
+    move_alias,
+    open_version,
+)
+from registry.audit.models import AuditEntry
+from registry.auth.tokens import Principal
+from registry.core.errors import ApiError
+from registry.core.names import parse_ref
+from registry.core.schemas import LineageDeclaration, parse_parent_spec
+from registry.lineage import edges as lineage
+from registry.lineage import exports, quarantine
+from registry.lineage import graph as lineage_graph
+from registry.lineage.models import LineageEdge
+from registry.push.commit import commit_version
 from signing.manifest import Manifest
 from tests.support.service import Reg, edge
 

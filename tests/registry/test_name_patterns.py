@@ -9,7 +9,7 @@ import re
 from hypothesis import given
 from hypothesis import strategies as st
 
-from registry.names import SEGMENT_PATTERN, VERSION_PATTERN, InvalidNameError, validate_segment, validate_version
+from registry.core.names import SEGMENT_PATTERN, VERSION_PATTERN, InvalidNameError, validate_segment, validate_version
 
 _NAMEISH = st.text(alphabet="ab09._-+\n/ Z", max_size=140)
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from registry.names import InvalidNameError, parse_ref, validate_alias, validate_version
+from registry.core.names import InvalidNameError, parse_ref, validate_alias, validate_version
 from signing.digests import InvalidDigestError, validate_digest
 from signing.manifest import FileEntry, InvalidManifestError, Manifest
 from signing.paths import InvalidPathError, check_path_set, validate_relative_path

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from registry.errors import ApiError
-from registry.policy import parse_policy
-from registry.policy_engine import (
+from registry.core.errors import ApiError
+from registry.policy.documents import parse_policy
+from registry.policy.engine import (
     CLOCK_SKEW,
     DEFAULT_BUNDLE_MAX_AGE,
     DEFAULT_POLICY,

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from registry.bundle_check import ATTESTATION_TYPE, RECEIPT_TYPE
-from registry.receipt_check import Expected, ReceiptError, check_receipt
+from registry.client.receipts import Expected, ReceiptError, check_receipt
+from registry.policy.statements import ATTESTATION_TYPE, RECEIPT_TYPE
 from signing.dsse import sign_envelope
 from signing.jcs import canonicalize
 from signing.keys import generate_private_key

@@ -6,10 +6,13 @@ import hashlib
 
 from sqlalchemy import select
 
-from registry import scans
-from registry.blob_holdings import record_holding
-from registry.models import AuditEntry, ScanJob, ScanResult, Version
-from registry.versions import commit_version, get_or_create_artifact, open_version, record_blob
+from registry.artifacts.holdings import record_holding
+from registry.artifacts.models import Version
+from registry.artifacts.versions import get_or_create_artifact, open_version, record_blob
+from registry.audit.models import AuditEntry
+from registry.push.commit import commit_version
+from registry.scanning import results as scans
+from registry.scanning.models import ScanJob, ScanResult
 from signing.manifest import FileEntry, Manifest
 from tests.support.service import Reg
 

@@ -7,16 +7,16 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import text
 
-from registry.db import make_engine
-from registry.migrate import SchemaMismatchError, alembic_config, current_revision, ensure_schema, head_revision
-from registry.models import Base
+from registry.core.db import make_engine
+from registry.server.migrate import SchemaMismatchError, alembic_config, current_revision, ensure_schema, head_revision
+from registry.server.schema import metadata
 
 
 def test_migrations_match_models(db_url: str) -> None:
     engine = make_engine(db_url)
     ensure_schema(engine, db_url, auto_migrate=True)
     with engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
+        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), metadata)
     engine.dispose()
     assert diff == [], f"models and migrations disagree: {diff}"
 

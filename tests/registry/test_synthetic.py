@@ -1,4 +1,4 @@
-"""Synthetic-data provenance through lineage (issue 6, layer 1), its policy check, and the SQL fingerprint index."""
+"""Synthetic-data provenance through lineage (layer 1), its policy check, and the SQL fingerprint index."""
 
 from __future__ import annotations
 
@@ -8,12 +8,18 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from registry import lineage, policy, synthetic
-from registry.contamination_jobs import load_index, store_fingerprints
-from registry.models import AuditEntry, ContaminationResult, Version
-from registry.names import parse_ref
-from registry.synthetic_check import check_limits
-from registry.versions import commit_version, get_artifact, get_or_create_artifact, open_version
+from registry.artifacts.models import Version
+from registry.artifacts.versions import get_artifact, get_or_create_artifact, open_version
+from registry.audit.models import AuditEntry
+from registry.core.names import parse_ref
+from registry.gate import decisions as policy
+from registry.lineage import edges as lineage
+from registry.policy import documents
+from registry.policy.synthetic_limits import check_limits
+from registry.push.commit import commit_version
+from registry.synthetic import provenance as synthetic
+from registry.synthetic.contamination import load_index, store_fingerprints
+from registry.synthetic.models import ContaminationResult
 from scanners.contamination import FingerprintIndex
 from signing.manifest import Manifest
 from tests.support.service import Reg, edge
@@ -158,7 +164,7 @@ def test_policy_limits_on_models_and_datasets(chain: Reg) -> None:
     push(chain, "syn/mix@1", edge("trained_on", "syn/human@1", mixture_fraction=0.6),
          edge("trained_on", "syn/gen2@1", mixture_fraction=0.4), kind="model")
     with chain.session() as s:
-        policy.set_policy(s, "syn", policy.parse_policy({"max_synthetic_fraction": 0.3}), "admin")
+        documents.set_policy(s, "syn", documents.parse_policy({"max_synthetic_fraction": 0.3}), "admin")
     with chain.session() as s:
         model = s.scalar(select(Version).join(Version.artifact).where(Version.version == "1").where(
             Version.artifact.has(name="mix")))
@@ -169,8 +175,8 @@ def test_policy_limits_on_models_and_datasets(chain: Reg) -> None:
         assert human is not None
         check = next(c for c in policy.evaluate(s, human).checks if c.check == "synthetic data")
         assert not check.ok and "contamination analysis has not finished" in check.detail
-        policy.set_policy(s, "syn", policy.parse_policy({"max_synthetic_fraction": 0.5, "max_recursion_depth": 1}),
-                          "admin")
+        limits = documents.parse_policy({"max_synthetic_fraction": 0.5, "max_recursion_depth": 1})
+        documents.set_policy(s, "syn", limits, "admin")
     with chain.session() as s:
         model = s.scalar(select(Version).where(Version.artifact.has(name="mix")))
         assert model is not None
@@ -221,11 +227,11 @@ def test_fingerprints_round_trip_through_sql(reg: Reg) -> None:
 
 
 def test_limit_flag_is_audited(chain: Reg) -> None:
-    from registry.contamination_jobs import flag_limits
+    from registry.synthetic.contamination import flag_limits
 
     push(chain, "syn/deep@1", edge("trained_on", "syn/gen2@1"), kind="model")
     with chain.session() as s:
-        policy.set_policy(s, "syn", policy.parse_policy({"max_recursion_depth": 1}), "admin")
+        documents.set_policy(s, "syn", documents.parse_policy({"max_recursion_depth": 1}), "admin")
         deep = s.scalar(select(Version).where(Version.artifact.has(name="deep")))
         assert deep is not None
         assert flag_limits(s, deep, "worker") is not None

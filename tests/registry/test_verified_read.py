@@ -24,7 +24,7 @@ from hypothesis import strategies as st  # noqa: E402
 from safetensors.torch import load as st_load  # noqa: E402
 from safetensors.torch import load_file, save, save_file  # noqa: E402
 
-from registry.verified_read import (  # noqa: E402
+from registry.client.verified_read import (  # noqa: E402
     LoaderError,
     SafetensorsHeaderError,
     VerifiedLoadError,
@@ -588,7 +588,7 @@ def test_concurrent_rewrites_never_yield_unverified_tensors(tmp_path: Path) -> N
 def _swap_on_reopen_main(root: str, evil: str) -> None:
     """Run in a child process (audit hooks cannot be removed): an attacker who swaps the file's content
     in place whenever it is opened a second time, i.e. between a hash pass and a load pass."""
-    from registry.verified_read import read_verified_safetensors as verified
+    from registry.client.verified_read import read_verified_safetensors as verified
     from signing.hashing import hash_file as hash_one
 
     target = os.path.realpath(os.path.join(root, "model.safetensors"))
@@ -656,7 +656,7 @@ def test_module_imports_without_torch(tmp_path: Path) -> None:
     root, expected = one_file(tmp_path, "config.json", b"{}")
     code = (
         "import sys; sys.modules['torch'] = None\n"
-        "import registry.verified_read as v\n"
+        "import registry.client.verified_read as v\n"
         "try:\n"
         f"    v.read_verified({str(root)!r}, {expected!r})\n"
         "except v.LoaderError as exc:\n"

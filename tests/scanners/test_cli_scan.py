@@ -11,7 +11,7 @@ import numpy as np
 import typer
 from typer.testing import CliRunner
 
-from registry.cli_scan import register
+from registry.cli.scan import register
 from tests.scanners.corpus import npy_bytes, os_system_pickle
 
 runner = CliRunner()
@@ -90,7 +90,7 @@ def test_symlinked_directories_are_not_followed(tmp_path: Path) -> None:
 def test_runs_as_a_program(tmp_path: Path) -> None:
     (tmp_path / "evil.pkl").write_bytes(os_system_pickle(2))
     code = (
-        "import typer; from registry.cli_scan import register; app = typer.Typer(); register(app)\n"
+        "import typer; from registry.cli.scan import register; app = typer.Typer(); register(app)\n"
         "@app.callback()\ndef main() -> None: pass\napp()"
     )
     proc = subprocess.run([sys.executable, "-c", code, "scan", str(tmp_path)], capture_output=True, text=True)

@@ -10,7 +10,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from registry.cli_signing import register
+from registry.cli.signing import register
 from signing.keys import key_id, load_private_key, load_public_key
 from tests.signing.conftest import MODEL_SIGNING_CLI, PASSPHRASE, KeyFiles
 

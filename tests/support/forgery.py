@@ -15,10 +15,10 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from registry.attestation import sign_payload
-from registry.context import RegistryContext
-from registry.registry_key import RegistrySigner
-from registry.settings import Settings
+from registry.core.context import RegistryContext
+from registry.core.registry_key import RegistrySigner
+from registry.core.settings import Settings
+from registry.gate.attestation import sign_payload
 from tests.support.server import LiveServer
 
 

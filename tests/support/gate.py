@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from safetensors.numpy import save_file
 
-from registry.client import MirClient
+from registry.client.http import MirClient
 from signing.keys import PrivateKey, generate_private_key, public_key_to_pem
 from tests.support.server import LiveServer
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-MIR = [sys.executable, "-m", "registry.cli"]
+MIR = [sys.executable, "-m", "registry.main"]
 
 
 def free_port() -> int:

@@ -8,8 +8,8 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from registry.blobstore import LocalBlobStore
-from registry.db import session_scope
+from registry.core.blobstore import LocalBlobStore
+from registry.core.db import session_scope
 
 
 @dataclass

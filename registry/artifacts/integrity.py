@@ -1,0 +1,167 @@
+"""Blob integrity in the database: chunk lists, corrupt marks, and the versions a mark makes unservable.
+
+A blob whose stored bytes were found not to match its digest (or whose file is
+gone) is marked once, with an audit entry; from then on it is never served,
+and every version that lists it fails the ``storage`` check of ``/v1/verify``
+and gets no verification bundle. ``mir fsck`` clears a mark (audited) once the
+stored bytes hash right again, e.g. after an operator restored them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from sqlalchemy import LargeBinary, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from registry.artifacts.models import Blob, BlobChunks, Version, VersionFile
+from registry.audit import log as audit
+from registry.core.blobstore import LocalBlobStore
+from registry.core.chunks import HASH_LEN, ChunkList
+from registry.core.tables import utcnow
+
+CORRUPT_ACTION = "blob.corrupt"
+REPAIRED_ACTION = "blob.repaired"
+SYSTEM_ACTOR = "registry"
+
+
+class Where(NamedTuple):
+    """The version whose file was being served or checked when a blob was found bad (for the audit entry)."""
+
+    namespace: str
+    name: str
+    version: str
+
+    @classmethod
+    def of(cls, version: Version) -> Where:
+        return cls(version.artifact.namespace, version.artifact.name, version.version)
+
+
+def record_chunks(session: Session, digest: str, chunks: ChunkList) -> None:
+    """Store the chunk list of a blob whose bytes were just hashed in full (idempotent; the blob row must exist)."""
+    if session.scalar(select(BlobChunks.digest).where(BlobChunks.digest == digest)) is not None:
+        return
+    try:
+        with session.begin_nested():
+            session.add(BlobChunks(digest=digest, chunk_size=chunks.chunk_size, hashes=chunks.hashes))
+    except IntegrityError:
+        pass
+
+
+def replace_chunks(session: Session, digest: str, chunks: ChunkList) -> None:
+    """Overwrite a recorded chunk list that disagrees with bytes that were just verified against the digest."""
+    session.execute(
+        update(BlobChunks).where(BlobChunks.digest == digest).values(chunk_size=chunks.chunk_size, hashes=chunks.hashes)
+    )
+
+
+def chunk_size_of(session: Session, digest: str) -> int | None:
+    """The chunk size of the blob's recorded list, or None when none was recorded (blobs stored before lists)."""
+    return session.scalar(select(BlobChunks.chunk_size).where(BlobChunks.digest == digest))
+
+
+def chunk_hashes(session: Session, digest: str, first: int, count: int) -> ChunkList | None:
+    """Hashes of chunks ``first .. first+count-1`` only (a 1 TiB blob's full list is 32 MiB), or None if unrecorded."""
+    part = func.substr(BlobChunks.hashes, first * HASH_LEN + 1, count * HASH_LEN, type_=LargeBinary)
+    row = session.execute(select(BlobChunks.chunk_size, part).where(BlobChunks.digest == digest)).first()
+    if row is None:
+        return None
+    return ChunkList(int(row[0]), bytes(row[1] or b""))
+
+
+def corrupt_reason(session: Session, digest: str) -> str | None:
+    """Why the blob is marked unservable, or None when it is not marked."""
+    row = session.execute(select(Blob.corrupt_at, Blob.corrupt_reason).where(Blob.digest == digest)).first()
+    if row is None or row[0] is None:
+        return None
+    return str(row[1] or "stored bytes do not match the digest")
+
+
+def mark_corrupt(
+    session: Session, digest: str, size: int, reason: str, *, actor: str = SYSTEM_ACTOR, detected_by: str,
+    where: Where | None = None, path: str | None = None,
+) -> bool:
+    """Mark the blob corrupt and audit it, once: returns False when it was already marked.
+
+    ``where`` and ``path`` say where it was noticed (a download of a version the caller could read).
+    """
+    now = utcnow()
+    result: Any = session.execute(
+        update(Blob).where(Blob.digest == digest, Blob.corrupt_at.is_(None))
+        .values(corrupt_at=now, corrupt_reason=reason)
+    )
+    if result.rowcount == 0:
+        if session.scalar(select(Blob.digest).where(Blob.digest == digest)) is not None:
+            return False
+        try:
+            with session.begin_nested():
+                session.add(Blob(digest=digest, size=size, corrupt_at=now, corrupt_reason=reason))
+        except IntegrityError:
+            return False
+    details: dict[str, Any] = {"digest": digest, "size": size, "reason": reason, "detected_by": detected_by}
+    if path is not None:
+        details["path"] = path
+    label = where._asdict() if where is not None else {}
+    audit.record(session, action=CORRUPT_ACTION, actor=actor, details=details, **label)
+    return True
+
+
+def clear_mark(session: Session, digest: str, *, actor: str, detected_by: str) -> bool:
+    """The stored bytes hash right again: serve the blob again (audited). False when it was not marked."""
+    result: Any = session.execute(
+        update(Blob).where(Blob.digest == digest, Blob.corrupt_at.is_not(None))
+        .values(corrupt_at=None, corrupt_reason=None)
+    )
+    if result.rowcount == 0:
+        return False
+    audit.record(session, action=REPAIRED_ACTION, actor=actor,
+                 details={"digest": digest, "detected_by": detected_by})
+    return True
+
+
+def corrupt_digests(session: Session, version: Version) -> list[str]:
+    """Digests of ``version``'s files that are marked corrupt or missing (sorted, distinct)."""
+    rows = session.scalars(
+        select(VersionFile.digest).join(Blob, Blob.digest == VersionFile.digest)
+        .where(VersionFile.version_id == version.id, Blob.corrupt_at.is_not(None)).distinct()
+    )
+    return sorted(rows)
+
+
+def corrupt_files(session: Session, version: Version, blobs: LocalBlobStore | None = None) -> list[str]:
+    """Paths of ``version`` whose stored bytes are marked bad; with ``blobs``, a file now gone is marked too.
+
+    Checking presence costs one ``stat`` per file, so it is cheap enough for every verification.
+    """
+    marked = set(corrupt_digests(session, version))
+    bad: list[str] = []
+    for entry in version.files:
+        if entry.digest in marked:
+            bad.append(entry.path)
+        elif blobs is not None and not blobs.exists(entry.digest, entry.size):
+            mark_corrupt(session, entry.digest, entry.size, missing_reason(blobs, entry.digest, entry.size),
+                         detected_by="verify", where=Where.of(version), path=entry.path)
+            marked.add(entry.digest)
+            bad.append(entry.path)
+    return sorted(bad)
+
+
+def storage_check(session: Session, blobs: LocalBlobStore, version: Version) -> tuple[bool, str]:
+    """The ``storage`` check of the deploy gate: every stored file of the version is servable."""
+    bad = corrupt_files(session, version, blobs)
+    if bad:
+        more = f" and {len(bad) - 20} more" if len(bad) > 20 else ""
+        return False, f"stored bytes are corrupt or missing: {', '.join(bad[:20])}{more}"
+    return True, "every stored file is present and not marked corrupt"
+
+
+def missing_reason(blobs: LocalBlobStore, digest: str, size: int) -> str:
+    """Why ``blobs.exists(digest, size)`` is false: the file is gone, or it has the wrong length."""
+    try:
+        actual = blobs.path_for(digest).stat().st_size
+    except FileNotFoundError:
+        return "the stored file is missing"
+    except OSError as exc:
+        return f"the stored file cannot be read: {exc.strerror}"
+    return f"the stored file has {actual} bytes, the digest names {size}"

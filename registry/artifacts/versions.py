@@ -1,0 +1,256 @@
+"""Artifacts, versions and aliases: open, resume, commit, resolve, move.
+
+This module holds the rules; the HTTP routers only translate. Every function
+runs inside a caller's transaction so a failure leaves nothing half-done.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from registry.artifacts import integrity as blob_integrity
+from registry.artifacts.holdings import held_by
+from registry.artifacts.models import Alias, AliasEvent, Artifact, Blob, Version, VersionFile
+from registry.audit import log as audit
+from registry.core.blobstore import LocalBlobStore
+from registry.core.chunks import ChunkList
+from registry.core.errors import ApiError, not_found
+from registry.core.tables import utcnow
+from signing.manifest import Manifest
+
+OPEN = "open"
+COMMITTED = "committed"
+LATEST = "latest"
+
+
+def find_artifact(session: Session, namespace: str, name: str) -> Artifact | None:
+    return session.scalar(select(Artifact).where(Artifact.namespace == namespace, Artifact.name == name))
+
+
+def get_artifact(session: Session, namespace: str, name: str) -> Artifact:
+    artifact = find_artifact(session, namespace, name)
+    if artifact is None:
+        raise not_found(f"artifact {namespace}/{name}", "artifact_not_found")
+    return artifact
+
+
+def get_or_create_artifact(session: Session, namespace: str, name: str, kind: str, actor: str) -> Artifact:
+    artifact = find_artifact(session, namespace, name)
+    if artifact is None:
+        artifact = Artifact(namespace=namespace, name=name, kind=kind, created_by=actor)
+        try:
+            with session.begin_nested():
+                session.add(artifact)
+        except IntegrityError:
+            artifact = get_artifact(session, namespace, name)
+    if artifact.kind != kind:
+        raise ApiError(
+            409, "kind_mismatch", f"{namespace}/{name} is a {artifact.kind}, not a {kind}; pick another name"
+        )
+    return artifact
+
+
+def find_version(session: Session, artifact: Artifact, version: str) -> Version | None:
+    return session.scalar(select(Version).where(Version.artifact_id == artifact.id, Version.version == version))
+
+
+def find_alias(session: Session, artifact: Artifact, alias: str) -> Alias | None:
+    return session.get(Alias, (artifact.id, alias))
+
+
+def resolve_ref(session: Session, artifact: Artifact, ref: str | None) -> Version:
+    """A committed version by exact version name, else by alias; ``None`` means ``@latest``."""
+    ref = ref or LATEST
+    version = find_version(session, artifact, ref)
+    if version is None:
+        alias = find_alias(session, artifact, ref)
+        version = alias.version if alias is not None else None
+    if version is None or version.state != COMMITTED:
+        raise not_found(f"version or alias {artifact.namespace}/{artifact.name}@{ref}", "version_not_found")
+    return version
+
+
+def missing_digests(session: Session, blobs: LocalBlobStore, manifest: Manifest, namespace: str) -> list[str]:
+    """Digests of the manifest that ``namespace`` does not hold yet (deduplicated, sorted)."""
+    wanted = {f.digest: f.size for f in manifest.files}
+    held = held_by(session, blobs, namespace, wanted)
+    return sorted(d for d in wanted if d not in held)
+
+
+def version_manifest(version: Version) -> Manifest:
+    from signing.manifest import FileEntry
+
+    return Manifest.from_entries(FileEntry(f.path, f.size, f.digest) for f in version.files)
+
+
+def open_version(
+    session: Session,
+    blobs: LocalBlobStore,
+    artifact: Artifact,
+    version_name: str,
+    manifest: Manifest,
+    *,
+    actor: str,
+    description: str | None = None,
+) -> tuple[Version, bool]:
+    """Open (or resume) an upload of ``version_name``. Returns the version and whether it was resumed."""
+    if find_alias(session, artifact, version_name) is not None:
+        raise ApiError(409, "name_taken", f"{version_name!r} is an alias of {artifact.namespace}/{artifact.name}")
+    existing = find_version(session, artifact, version_name)
+    if existing is not None:
+        return _resume(existing, manifest), True
+    version = Version(
+        artifact_id=artifact.id,
+        version=version_name,
+        state=OPEN,
+        manifest_digest=manifest.digest(),
+        file_count=len(manifest.files),
+        total_size=manifest.total_size,
+        description=description,
+        created_by=actor,
+    )
+    version.files = [VersionFile(path=f.path, size=f.size, digest=f.digest) for f in manifest.files]
+    try:
+        with session.begin_nested():
+            session.add(version)
+    except IntegrityError:
+        # Another push opened the same version a moment ago: treat as a resume.
+        raced = find_version(session, artifact, version_name)
+        if raced is None:
+            raise
+        return _resume(raced, manifest), True
+    audit.record(
+        session, action="version.opened", actor=actor, namespace=artifact.namespace, name=artifact.name,
+        version=version_name, details={"manifest_digest": version.manifest_digest, "kind": artifact.kind},
+    )
+    return version, False
+
+
+def _resume(existing: Version, manifest: Manifest) -> Version:
+    """The version a repeated open continues. A committed version with the same manifest is returned as it is:
+    the retry of a push whose commit answer was lost must end where the first attempt did."""
+    label = f"{existing.artifact.namespace}/{existing.artifact.name}@{existing.version}"
+    if existing.state == COMMITTED and existing.manifest_digest != manifest.digest():
+        raise ApiError(409, "version_exists", f"{label} is already committed; versions are immutable")
+    if existing.manifest_digest != manifest.digest():
+        raise ApiError(
+            409,
+            "open_version_conflict",
+            f"{label} is already open with a different manifest; abort it first (DELETE) to start over",
+        )
+    return existing
+
+
+def record_blob(
+    session: Session, digest: str, size: int, blake3: str | None = None, chunks: ChunkList | None = None
+) -> None:
+    """Insert the blob row if absent (idempotent under concurrent uploads); fill in a missing BLAKE3 digest
+    and chunk list (what lets Range responses be checked)."""
+    existing = session.get(Blob, digest)
+    if existing is not None:
+        if existing.blake3 is None and blake3 is not None:
+            existing.blake3 = blake3
+    else:
+        try:
+            with session.begin_nested():
+                session.add(Blob(digest=digest, size=size, blake3=blake3))
+        except IntegrityError:
+            pass
+    if chunks is not None:
+        blob_integrity.record_chunks(session, digest, chunks)
+
+
+def abort_version(session: Session, version: Version, *, actor: str) -> None:
+    if version.state == COMMITTED:
+        raise ApiError(409, "version_exists", "committed versions cannot be deleted")
+    audit.record(
+        session, action="version.aborted", actor=actor, namespace=version.artifact.namespace,
+        name=version.artifact.name, version=version.version, details={"manifest_digest": version.manifest_digest},
+    )
+    session.delete(version)
+
+
+def move_alias(
+    session: Session,
+    artifact: Artifact,
+    alias_name: str,
+    version: Version | None,
+    *,
+    actor: str,
+    reason: str | None = None,
+) -> AliasEvent | None:
+    """Point (or, with ``version=None``, remove) an alias, recording the move. No-op moves are not recorded."""
+    alias = find_alias(session, artifact, alias_name)
+    before = alias.version_id if alias is not None else None
+    after = version.id if version is not None else None
+    if before == after:
+        return None
+    if version is not None:
+        if version.state != COMMITTED:
+            raise ApiError(409, "version_not_committed", "aliases can only point to committed versions")
+        if alias is None:
+            session.add(
+                Alias(artifact_id=artifact.id, name=alias_name, version_id=version.id, updated_by=actor)
+            )
+        else:
+            alias.version_id = version.id
+            alias.updated_at = utcnow()
+            alias.updated_by = actor
+    elif alias is not None:
+        session.delete(alias)
+    event = AliasEvent(
+        artifact_id=artifact.id,
+        alias=alias_name,
+        from_version_id=before,
+        to_version_id=after,
+        actor=actor,
+        reason=reason,
+    )
+    session.add(event)
+    session.flush()
+    old = session.get(Version, before) if before is not None else None
+    audit.record(
+        session, action="alias.moved", actor=actor, namespace=artifact.namespace, name=artifact.name,
+        version=version.version if version is not None else None,
+        details={"alias": alias_name, "from": old.version if old is not None else None,
+                 "to": version.version if version is not None else None,
+                 "manifest_digest": version.manifest_digest if version is not None else None, "reason": reason},
+    )
+    return event
+
+
+def aliases_of(session: Session, artifact: Artifact) -> dict[str, str]:
+    rows = session.execute(
+        select(Alias.name, Version.version)
+        .join(Version, Version.id == Alias.version_id)
+        .where(Alias.artifact_id == artifact.id)
+        .order_by(Alias.name)
+    )
+    return {name: ver for name, ver in rows}
+
+
+def version_to_dict(version: Version, *, with_files: bool = True, aliases: Iterable[str] = ()) -> dict[str, Any]:
+    artifact = version.artifact
+    data: dict[str, Any] = {
+        "artifact": f"{artifact.namespace}/{artifact.name}",
+        "kind": artifact.kind,
+        "version": version.version,
+        "state": version.state,
+        "manifest_digest": version.manifest_digest,
+        "file_count": version.file_count,
+        "total_size": version.total_size,
+        "description": version.description,
+        "created_at": version.created_at.isoformat() if version.created_at else None,
+        "created_by": version.created_by,
+        "committed_at": version.committed_at.isoformat() if version.committed_at else None,
+        "scan_status": version.scan_status,
+        "aliases": sorted(aliases),
+    }
+    if with_files:
+        data["files"] = [{"path": f.path, "size": f.size, "digest": f.digest} for f in version.files]
+    return data

@@ -1,0 +1,136 @@
+"""The deploy gate from the command line: ``mir policy``, ``mir bundle``, ``mir run --verify``."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from registry.client import offline as verify_bundle_cli
+from registry.client import verify_online
+from registry.client.bundles import Subject
+from registry.client.http import MirClient, MirError
+from registry.core.names import InvalidNameError, parse_ref
+
+policy_app = typer.Typer(help="Show and set a namespace's deploy policy", no_args_is_help=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+
+@policy_app.command("show")
+def policy_show(namespace: Annotated[str, typer.Argument(help="namespace")]) -> None:
+    """Print the namespace policy (the built-in default if none is set)."""
+    try:
+        with MirClient() as client:
+            answer = client.json("GET", f"/v1/namespaces/{namespace}/policy")
+    except MirError as exc:
+        err.print(f"[red]error:[/red] {exc.message}")
+        raise typer.Exit(1) from exc
+    out.print(f"{namespace}: {'built-in default' if answer['default'] else 'custom'} policy {answer['policy_digest']}")
+    out.print_json(json.dumps(answer["policy"]))
+
+
+@policy_app.command("set")
+def policy_set(
+    namespace: Annotated[str, typer.Argument(help="namespace")],
+    policy_file: Annotated[Path, typer.Argument(help="policy JSON (see `mir policy show` for the fields)")],
+) -> None:
+    """Set the namespace policy (needs trust:NS or admin; recorded in the audit log)."""
+    try:
+        body = json.loads(policy_file.read_text())
+        with MirClient() as client:
+            answer = client.json("PUT", f"/v1/namespaces/{namespace}/policy", json=body)
+    except (OSError, ValueError) as exc:
+        err.print(f"[red]error:[/red] {policy_file}: {exc}")
+        raise typer.Exit(2) from exc
+    except MirError as exc:
+        err.print(f"[red]error:[/red] {exc.message}")
+        raise typer.Exit(1) from exc
+    out.print(f"policy of {namespace} set: {answer['policy_digest']}")
+
+
+def bundle_command(
+    reference: Annotated[str, typer.Argument(help="namespace/name@version-or-alias")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="where to write the bundle JSON")],
+) -> None:
+    """Download a verification bundle to check this version later with no registry (mir verify --offline)."""
+    try:
+        ref = parse_ref(reference)
+        with MirClient() as client:
+            data = client.json("GET", f"/v1/artifacts/{ref.repo}/versions/{ref.ref or 'latest'}/bundle")
+    except (MirError, InvalidNameError) as exc:
+        err.print(f"[red]error:[/red] {getattr(exc, 'message', exc)}")
+        raise typer.Exit(1) from exc
+    output.write_text(json.dumps(data, indent=1))
+    out.print(f"wrote verification bundle of {data['artifact']}@{data['version']} to {output}")
+
+
+def run_command(
+    ctx: typer.Context,
+    verify: Annotated[str, typer.Option("--verify", help="namespace/name@ref the job must be running")],
+    directory: Annotated[Path, typer.Argument(help="local copy of the version the job will load")],
+    key: Annotated[list[Path] | None, typer.Option("--key", "-k", help="trusted signer key (PEM); repeatable")] = None,
+    bundle: Annotated[Path | None, typer.Option(help="verify offline against this bundle (no registry)")] = None,
+    registry_key: Annotated[Path | None, typer.Option(help="registry public key for --bundle")] = None,
+    max_bundle_age: Annotated[str | None, typer.Option(
+        help="oldest --bundle to accept, e.g. 12h or 30d (default: the attested policy's bundle_max_age)")] = None,
+) -> None:
+    """Verify DIR against a version and its policy, then run the command after `--` with the verified path.
+
+    The command sees MIR_VERIFIED_DIR, MIR_VERIFIED_REF and MIR_VERIFIED_MANIFEST_DIGEST (and, when the
+    registry answered, MIR_VERIFICATION_RECEIPT: a file with the registry-signed receipt). Nothing runs if
+    any check fails.
+    """
+    command = list(ctx.args)
+    if not command:
+        err.print("[red]error:[/red] give the command to run after --")
+        raise typer.Exit(2)
+    env = dict(os.environ)
+    try:
+        wanted = parse_ref(verify)
+    except InvalidNameError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    if bundle is not None:
+        code = verify_bundle_cli.run(
+            bundle, directory, key_paths=key or [], revoked=[], registry_key_path=registry_key,
+            max_bundle_age=max_bundle_age, subject=Subject(wanted.repo, wanted.ref or "latest"),
+        )
+        if code != 0:
+            raise typer.Exit(code)
+        data = json.loads(bundle.read_text())
+        env.update(MIR_VERIFIED_REF=f"{data['artifact']}@{data['version']}",
+                   MIR_VERIFIED_MANIFEST_DIGEST=data["manifest_digest"])
+    else:
+        try:
+            with MirClient() as client:
+                report = verify_online.verify(client, verify, directory, keys=key or [], revoked_key_ids=[],
+                                              policy=True)
+        except MirError as exc:
+            err.print(f"[red]error:[/red] {exc.message} — not running the job (use --bundle to verify offline)")
+            raise typer.Exit(1) from exc
+        for check in report.checks:
+            if not check.ok:
+                err.print(f"[red]FAIL[/red] {check.name}: {check.detail}")
+        if not report.ok:
+            err.print(f"[red]verification failed: not running {command[0]}[/red]")
+            raise typer.Exit(1)
+        receipt_file = Path(tempfile.mkstemp(prefix="mir-receipt-", suffix=".json")[1])
+        receipt_file.write_text(json.dumps(report.receipt))
+        env.update(MIR_VERIFIED_REF=report.reference, MIR_VERIFICATION_RECEIPT=str(receipt_file),
+                   MIR_VERIFIED_MANIFEST_DIGEST=report.manifest_digest)
+    env["MIR_VERIFIED_DIR"] = str(directory.resolve())
+    err.print(f"[green]verified[/green] {env['MIR_VERIFIED_REF']}; running {' '.join(command)}")
+    raise typer.Exit(subprocess.call(command, env=env))
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(policy_app, name="policy")
+    app.command("bundle")(bundle_command)
+    app.command("run", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(run_command)

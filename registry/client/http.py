@@ -1,0 +1,463 @@
+"""The Python client of mir (what the ``mir`` CLI uses), built on httpx.
+
+Push hashes locally, opens the version, uploads only the blobs the server
+lacks, then commits. Pull downloads each file to a temp file while hashing it
+and only renames it into place when the digest matches the manifest: the
+client never takes the server's word for content.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from registry.client.config import load_credentials
+from registry.client.progress import Advance, NoProgress, Progress
+from registry.core.names import Ref, parse_ref
+from registry.core.schemas import parse_parent_spec
+from signing.hashing import hash_directory, hash_file
+from signing.keys import PrivateKey
+from signing.manifest import FileEntry, Manifest
+from signing.paths import validate_relative_path
+from signing.sign import sign_manifest
+
+CHUNK = 1 << 20
+DEFAULT_TIMEOUT = httpx.Timeout(30.0, read=300.0)
+
+
+class MirError(Exception):
+    """An error answered by the registry (or a failed local check), with a stable code."""
+
+    def __init__(self, code: str, message: str, status: int | None = None, detail: Any = None) -> None:
+        super().__init__(f"{message} [{code}]")
+        self.code = code
+        self.message = message
+        self.status = status
+        self.detail = detail
+
+
+class MirClient:
+    """Talks to one registry with one token. URL and token default to the saved credentials."""
+
+    def __init__(
+        self, url: str | None = None, token: str | None = None, *, timeout: httpx.Timeout = DEFAULT_TIMEOUT
+    ) -> None:
+        creds = load_credentials()
+        self.url = (url or creds.url).rstrip("/")
+        self.token = token if token is not None else creds.token
+        headers = {"User-Agent": "mir-client/0.1"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> MirClient:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    # -- plumbing ---------------------------------------------------------------------------------
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise MirError("unreachable", f"cannot reach the registry at {self.url}: {exc}") from exc
+        if response.status_code >= 400:
+            raise _error_from(response)
+        return response
+
+    def json(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self.request(method, path, **kwargs)
+        return response.json() if response.content else None
+
+    # -- reads --------------------------------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        return dict(self.json("GET", "/v1/health"))
+
+    def whoami(self) -> dict[str, Any]:
+        return dict(self.json("GET", "/v1/whoami"))
+
+    def list_artifacts(self, namespace: str | None = None, kind: str | None = None) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        after = 0
+        while True:
+            params: dict[str, Any] = {"after": after, "limit": 500}
+            if namespace:
+                params["namespace"] = namespace
+            if kind:
+                params["kind"] = kind
+            page = self.json("GET", "/v1/artifacts", params=params)
+            items.extend(page["items"])
+            if page["next"] is None:
+                return items
+            after = page["next"]
+
+    def show_artifact(self, repo: str) -> dict[str, Any]:
+        ref = parse_ref(repo)
+        return dict(self.json("GET", f"/v1/artifacts/{ref.repo}"))
+
+    def show_version(self, reference: str | Ref) -> dict[str, Any]:
+        ref = parse_ref(reference) if isinstance(reference, str) else reference
+        return dict(self.json("GET", f"/v1/artifacts/{ref.repo}/versions/{quote(ref.ref or 'latest')}"))
+
+    # -- aliases and tokens -------------------------------------------------------------------------
+
+    def set_alias(self, repo: str, alias: str, version: str, reason: str | None = None) -> dict[str, Any]:
+        body = {"version": version, "reason": reason}
+        return dict(self.json("PUT", f"/v1/artifacts/{parse_ref(repo).repo}/aliases/{alias}", json=body))
+
+    def delete_alias(self, repo: str, alias: str) -> None:
+        self.request("DELETE", f"/v1/artifacts/{parse_ref(repo).repo}/aliases/{alias}")
+
+    def alias_history(self, repo: str, alias: str) -> list[dict[str, Any]]:
+        return list(self.json("GET", f"/v1/artifacts/{parse_ref(repo).repo}/aliases/{alias}/history"))
+
+    def create_token(self, name: str, scopes: list[str], expires_in_days: int | None = None) -> dict[str, Any]:
+        body = {"name": name, "scopes": scopes, "expires_in_days": expires_in_days}
+        return dict(self.json("POST", "/v1/tokens", json=body))
+
+    def list_tokens(self) -> list[dict[str, Any]]:
+        return list(self.json("GET", "/v1/tokens"))
+
+    def revoke_token(self, token_id: int, reason: str | None = None) -> dict[str, Any]:
+        return dict(self.json("POST", f"/v1/tokens/{token_id}/revoke", json={"reason": reason}))
+
+    # -- keys and signatures -------------------------------------------------------------------------
+
+    def register_key(self, namespace: str, public_pem: str, label: str = "", artifacts: str = "*") -> dict[str, Any]:
+        body = {"public_key": public_pem, "label": label, "artifacts": artifacts}
+        return dict(self.json("POST", f"/v1/namespaces/{namespace}/keys", json=body))
+
+    def list_keys(self, namespace: str) -> list[dict[str, Any]]:
+        return list(self.json("GET", f"/v1/namespaces/{namespace}/keys"))
+
+    def revoke_key(self, namespace: str, key_id: str, reason: str) -> dict[str, Any]:
+        return dict(self.json("POST", f"/v1/namespaces/{namespace}/keys/{key_id}/revoke", json={"reason": reason}))
+
+    def signatures(self, reference: str) -> list[dict[str, Any]]:
+        ref = parse_ref(reference)
+        return list(self.json("GET", f"/v1/artifacts/{ref.repo}/versions/{quote(ref.ref or 'latest')}/signatures"))
+
+    def add_signature(self, reference: str, envelope: dict[str, Any]) -> dict[str, Any]:
+        ref = parse_ref(reference)
+        url = f"/v1/artifacts/{ref.repo}/versions/{quote(ref.ref or 'latest')}/signatures"
+        return dict(self.json("POST", url, json={"envelope": envelope}))
+
+    # -- lineage and quarantine ---------------------------------------------------------------------
+
+    def _version_url(self, reference: str | Ref, suffix: str = "") -> str:
+        ref = parse_ref(reference) if isinstance(reference, str) else reference
+        return f"/v1/artifacts/{ref.repo}/versions/{quote(ref.ref or 'latest')}{suffix}"
+
+    def lineage_page(
+        self, reference: str, *, direction: str = "up", depth: int = 10, limit: int = 500, cursor: str | None = None
+    ) -> dict[str, Any]:
+        """One page of ancestors (``up``) or descendants (``down``): edges with attributes, and their nodes."""
+        params: dict[str, Any] = {"direction": direction, "depth": depth, "limit": limit}
+        if cursor:
+            params["cursor"] = cursor
+        return dict(self.json("GET", self._version_url(reference, "/lineage"), params=params))
+
+    def lineage(self, reference: str, *, direction: str = "up", depth: int = 10) -> dict[str, Any]:
+        """Every page of a walk, merged: ``{"root", "direction", "depth", "edges", "nodes"}``."""
+        page = self.lineage_page(reference, direction=direction, depth=depth, limit=1000)
+        merged = {**page, "edges": list(page["edges"]), "nodes": dict(page["nodes"])}
+        while page["next"]:
+            page = self.lineage_page(reference, direction=direction, depth=depth, limit=1000, cursor=page["next"])
+            merged["edges"].extend(page["edges"])
+            merged["nodes"].update(page["nodes"])
+        merged.pop("next", None)
+        return merged
+
+    def add_lineage(
+        self, reference: str, edge_type: str, parent: str | dict[str, Any], attributes: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Add an edge to a committed version. ``parent``: ``ns/name@version``, ``hf:org/name@<sha>``,
+        ``https://...#sha256=<hex>``, or a ``{"ref": ...}`` / ``{"external": {...}}`` body."""
+        try:
+            body_parent = parse_parent_spec(parent) if isinstance(parent, str) else parent
+        except ValueError as exc:
+            raise MirError("invalid_lineage", str(exc)) from exc
+        body = {"type": edge_type, "parent": body_parent, "attributes": attributes or {}}
+        return dict(self.json("POST", self._version_url(parse_ref(reference, require_ref=True), "/lineage"), json=body))
+
+    def lineage_path(self, reference: str, other: str, *, max_depth: int = 100) -> dict[str, Any]:
+        params = {"to": other, "max_depth": max_depth}
+        return dict(self.json("GET", self._version_url(reference, "/lineage/path"), params=params))
+
+    def impact(self, reference: str) -> dict[str, Any]:
+        """Every committed descendant (all pages) and every alias pointing at one of them or at this version."""
+        page = dict(self.json("GET", self._version_url(reference, "/impact"), params={"limit": 1000}))
+        versions = list(page["versions"])
+        while page["next"]:
+            params = {"limit": 1000, "cursor": page["next"]}
+            page = dict(self.json("GET", self._version_url(reference, "/impact"), params=params))
+            versions.extend(page["versions"])
+        return {**page, "versions": versions, "next": None}
+
+    def export_lineage(self, reference: str, fmt: str = "prov", *, depth: int = 100) -> Any:
+        """The ancestry as a PROV-JSON document (``prov``) or a list of OpenLineage RunEvents (``openlineage``)."""
+        params = {"format": fmt, "depth": depth}
+        return self.json("GET", self._version_url(reference, "/lineage/export"), params=params)
+
+    def quarantine_status(self, reference: str) -> dict[str, Any]:
+        return dict(self.json("GET", self._version_url(reference, "/quarantine")))
+
+    def quarantine(self, reference: str, reason: str) -> dict[str, Any]:
+        ref = parse_ref(reference, require_ref=True)
+        return dict(self.json("POST", self._version_url(ref, "/quarantine"), json={"reason": reason}))
+
+    def unquarantine(self, reference: str, reason: str) -> dict[str, Any]:
+        ref = parse_ref(reference, require_ref=True)
+        return dict(self.json("POST", self._version_url(ref, "/quarantine/lift"), json={"reason": reason}))
+
+    def list_quarantines(self, *, active: bool = True) -> list[dict[str, Any]]:
+        return list(self.json("GET", "/v1/quarantines", params={"active": active}))
+
+    # -- push ---------------------------------------------------------------------------------------
+
+    def open_version(
+        self, reference: str, manifest: Manifest, *, kind: str = "model", description: str | None = None, **extra: Any
+    ) -> dict[str, Any]:
+        ref = parse_ref(reference, require_ref=True)
+        body = {"version": ref.ref, "kind": kind, "manifest": manifest.to_dict(), "description": description, **extra}
+        return dict(self.json("POST", f"/v1/artifacts/{ref.repo}/versions", json=body))
+
+    def upload_blob(self, reference: str, digest: str, path: Path, advance: Advance | None = None) -> dict[str, Any]:
+        ref = parse_ref(reference, require_ref=True)
+        size = path.stat().st_size
+        url = f"/v1/artifacts/{ref.repo}/versions/{quote(ref.ref or '')}/blobs/{digest}"
+        headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size)}
+        return dict(self.json("PUT", url, content=_read_chunks(path, advance), headers=headers))
+
+    def commit(self, reference: str) -> dict[str, Any]:
+        ref = parse_ref(reference, require_ref=True)
+        return dict(self.json("POST", f"/v1/artifacts/{ref.repo}/versions/{quote(ref.ref or '')}/commit"))
+
+    def abort(self, reference: str) -> None:
+        ref = parse_ref(reference, require_ref=True)
+        self.request("DELETE", f"/v1/artifacts/{ref.repo}/versions/{quote(ref.ref or '')}")
+
+    def push(
+        self,
+        directory: str | Path,
+        reference: str,
+        *,
+        kind: str = "model",
+        description: str | None = None,
+        progress: Progress | None = None,
+        parallel_uploads: int = 4,
+        manifest: Manifest | None = None,
+        sign_with: PrivateKey | None = None,
+        **extra: Any,
+    ) -> dict[str, Any]:
+        """Hash, (sign,) open, upload what is missing, commit. Safe to re-run after a crash: it resumes."""
+        progress = progress or NoProgress()
+        root = Path(directory)
+        if manifest is None:
+            manifest = hash_directory(root)
+        manifest.check_portable()
+        if not manifest.files:
+            raise MirError("empty_manifest", f"{root} holds no files to push; a version needs at least one")
+        if sign_with is not None:
+            envelope = sign_manifest(manifest, sign_with, model_name=parse_ref(reference).repo)
+            extra["signatures"] = [*extra.get("signatures", []), envelope.to_dict()]
+        opened = self.open_version(reference, manifest, kind=kind, description=description, **extra)
+        missing = set(opened["missing"])
+        todo: dict[str, tuple[Path, int]] = {}
+        for entry in manifest.files:
+            if entry.digest in missing and entry.digest not in todo:
+                todo[entry.digest] = (root / entry.path, entry.size)
+        advance = progress.task(f"upload {len(todo)} file(s)", sum(size for _p, size in todo.values()))
+        with ThreadPoolExecutor(max_workers=max(1, parallel_uploads)) as pool:
+            futures = [pool.submit(self.upload_blob, reference, d, p, advance) for d, (p, _s) in todo.items()]
+            for future in futures:
+                future.result()
+        committed = self.commit(reference)
+        committed["uploaded_blobs"] = len(todo)
+        committed["reused_blobs"] = len({f.digest for f in manifest.files}) - len(todo)
+        return committed
+
+    # -- pull ---------------------------------------------------------------------------------------
+
+    def pull(
+        self,
+        reference: str,
+        directory: str | Path,
+        *,
+        progress: Progress | None = None,
+        override_quarantine: bool = False,
+        parallel_downloads: int = 4,
+        force: bool = False,
+    ) -> dict[str, Any]:
+        """Download a version into ``directory``, verifying every file against the manifest digest.
+
+        A quarantined version is refused before anything is written unless ``override_quarantine`` (admin
+        tokens only; the registry audits it). The result's ``quarantine`` says whether it is affected.
+
+        ``directory`` must be empty or hold only paths of this version: then files that already verify are
+        skipped (an interrupted pull resumes) and the others are replaced (``replaced_files``). Other files make
+        the pull refuse (``directory_not_empty``) unless ``force``: they are then left as they are and listed in
+        ``extra_files``. A directory or special file where a version's file goes is always refused.
+        """
+        progress = progress or NoProgress()
+        version = self.show_version(reference)
+        ref = parse_ref(reference)
+        flagged = version.get("quarantine")
+        if flagged and flagged.get("status") == "quarantined" and not override_quarantine:
+            first = flagged["sources"][0]
+            raise MirError(
+                "version_quarantined",
+                f"{version['artifact']}@{version['version']} is quarantined: {first.get('reason')} "
+                f"(by {first.get('by')} at {first.get('at')}); nothing was downloaded",
+                403,
+                {"quarantine": flagged},
+            )
+        query = "?override_quarantine=true" if override_quarantine else ""
+        manifest = Manifest.from_dict({"files": version["files"]})  # re-validates paths from the server
+        root = Path(directory)
+        label = f"{version['artifact']}@{version['version']}"
+        extras = _check_pull_target(root, manifest, label, force=force)
+        root.mkdir(parents=True, exist_ok=True)
+        advance = progress.task(f"download {len(manifest.files)} file(s)", manifest.total_size)
+        targets = [(entry, _safe_target(root, entry.path)) for entry in manifest.files]  # all checked before I/O
+        replaced: list[str] = []
+
+        def fetch(entry: FileEntry, target: Path) -> bool:
+            existed = target.is_file()
+            if existed and target.stat().st_size == entry.size and hash_file(target) == entry.digest:
+                advance(entry.size)
+                return False
+            url = f"/v1/artifacts/{ref.repo}/versions/{quote(version['version'])}/files/{quote(entry.path)}{query}"
+            self._download(url, target, entry.digest, entry.size, advance)
+            if existed:
+                replaced.append(entry.path)
+            return True
+
+        # Several files at once (largest first), like the upload side: one stream rarely fills the link.
+        order = sorted(targets, key=lambda t: t[0].size, reverse=True)
+        with ThreadPoolExecutor(max_workers=max(1, parallel_downloads)) as pool:
+            fetched = sum(f.result() for f in [pool.submit(fetch, e, t) for e, t in order])
+        return {**version, "downloaded_files": fetched, "replaced_files": sorted(replaced), "extra_files": extras}
+
+    def _download(self, url: str, target: Path, digest: str, size: int, advance: Advance) -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.mir-part")
+        hasher = hashlib.sha256()
+        written = 0
+        try:
+            with self._http.stream("GET", url) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise _error_from(response)
+                with open(tmp, "wb") as fh:
+                    for chunk in response.iter_raw(CHUNK):
+                        written += len(chunk)
+                        if written > size:
+                            raise MirError("size_mismatch", f"{target}: server sent more than {size} bytes")
+                        hasher.update(chunk)
+                        fh.write(chunk)
+                        advance(len(chunk))
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            actual = "sha256:" + hasher.hexdigest()
+            if written != size or actual != digest:
+                raise MirError(
+                    "digest_mismatch",
+                    f"{target}: downloaded content ({written} bytes, {actual}) does not match the manifest "
+                    f"({size} bytes, {digest}); nothing was written",
+                )
+            os.replace(tmp, target)
+        except httpx.TransportError as exc:
+            raise MirError("unreachable", f"download of {target.name} failed: {exc}") from exc
+        finally:
+            tmp.unlink(missing_ok=True)
+
+
+def _read_chunks(path: Path, advance: Advance | None) -> Iterator[bytes]:
+    with open(path, "rb") as fh:
+        while chunk := fh.read(CHUNK):
+            if advance is not None:
+                advance(len(chunk))
+            yield chunk
+
+
+def _part_name(path: str) -> str:
+    """The temp file a download of ``path`` goes through (left behind only if the pull was killed)."""
+    head, _, name = path.rpartition("/")
+    return f"{head}/.{name}.mir-part" if head else f".{name}.mir-part"
+
+
+def _local_files(root: Path) -> list[str]:
+    """Every non-directory entry under ``root`` (symlinks listed, not followed), as relative POSIX paths."""
+    found: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        here = Path(dirpath)
+        links = [d for d in dirnames if (here / d).is_symlink()]
+        found.extend((here / name).relative_to(root).as_posix() for name in [*filenames, *links])
+    return sorted(found)
+
+
+def _check_pull_target(root: Path, manifest: Manifest, label: str, *, force: bool) -> list[str]:
+    """Refuse a pull that would write over things that are not this version's files; return the extra files."""
+    if root.exists() and not root.is_dir():
+        raise MirError("not_a_directory", f"{root} exists and is not a directory; pull into a directory")
+    if not root.exists():
+        return []
+    wanted = {entry.path for entry in manifest.files}
+    for path in sorted(wanted):
+        parts = path.split("/")
+        for depth in range(1, len(parts) + 1):
+            spot = root.joinpath(*parts[:depth])
+            last = depth == len(parts)
+            if spot.is_symlink() or not spot.exists():
+                continue
+            if last and not spot.is_file():
+                raise MirError("path_conflict", f"{spot} is in the way: {path} of {label} is a file, and this is not")
+            if not last and not spot.is_dir():
+                raise MirError(
+                    "path_conflict", f"{spot} is in the way: {label} needs a directory there (for {path})"
+                )
+    ours = wanted | {_part_name(p) for p in wanted}
+    extras = [p for p in _local_files(root) if p not in ours]
+    if extras and not force:
+        shown = ", ".join(extras[:3]) + (", ..." if len(extras) > 3 else "")
+        raise MirError(
+            "directory_not_empty",
+            f"{root} holds {len(extras)} file(s) that are not part of {label} ({shown}); pull into an empty "
+            "directory, or pass --force to write the version's files and leave the others in place",
+        )
+    return extras
+
+
+def _safe_target(root: Path, relative: str) -> Path:
+    """Where a manifest path lands under ``root``; refuses anything that would escape it (e.g. via symlinks)."""
+    validate_relative_path(relative)
+    resolved_root = root.resolve()
+    target = (root / relative).resolve()
+    if resolved_root != target and resolved_root not in target.parents:
+        raise MirError("invalid_path", f"{relative!r} would be written outside {root}")
+    if (root / relative).is_symlink():
+        raise MirError("invalid_path", f"{relative!r} is a symlink in the target directory; refusing to follow it")
+    return root / relative
+
+
+def _error_from(response: httpx.Response) -> MirError:
+    try:
+        body = response.json()
+        err = body["error"]
+        return MirError(str(err["code"]), str(err["message"]), response.status_code, err)
+    except (ValueError, KeyError, TypeError):
+        return MirError("http_error", f"HTTP {response.status_code} from {response.request.url}", response.status_code)

@@ -1,0 +1,176 @@
+"""Content-addressed blob storage on a local directory.
+
+Writes are hashed as they stream in, checked against the expected digest and
+size, fsynced and renamed into place, so a blob path either holds exactly the
+bytes its digest names or does not exist. A crash leaves only temp files,
+which are swept on start.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import socket
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import blake3
+
+from registry.core.chunks import ChunkHasher, ChunkList
+from signing.digests import parse_digest
+
+
+class BlobDigestMismatch(ValueError):
+    """The uploaded bytes do not hash to the digest they were sent under."""
+
+
+class BlobSizeMismatch(ValueError):
+    """The uploaded body is longer or shorter than the declared size."""
+
+
+class BlobTooLarge(BlobSizeMismatch):
+    """The body grew past the declared size; the upload was cut off early."""
+
+
+class BlobWriter:
+    """Streams one blob to a temp file while hashing it; ``commit`` makes it visible."""
+
+    def __init__(self, store: LocalBlobStore, digest: str, expected_size: int) -> None:
+        algorithm, self._hex = parse_digest(digest)
+        if algorithm != "sha256":
+            raise ValueError("the blob store addresses content by sha256 only")
+        self._store = store
+        self.digest = digest
+        self.expected_size = expected_size
+        self.written = 0
+        self._hasher = hashlib.sha256()
+        self._blake3 = blake3.blake3()
+        self._chunks = ChunkHasher()
+        self.blake3_digest: str | None = None
+        self.chunks: ChunkList | None = None
+        store.tmp_dir.mkdir(parents=True, exist_ok=True)
+        self.tmp_path = store.tmp_dir / temp_name(self._hex)
+        self._fd: int | None = os.open(self.tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+
+    def write(self, chunk: bytes) -> None:
+        """Append a chunk; refuses to grow past the declared size (so an oversize body stops early)."""
+        if self.written + len(chunk) > self.expected_size:
+            raise BlobTooLarge(f"body is larger than the declared size of {self.expected_size} bytes")
+        assert self._fd is not None
+        self._hasher.update(chunk)
+        self._blake3.update(chunk)
+        self._chunks.update(chunk)
+        view = memoryview(chunk)
+        while view:
+            n = os.write(self._fd, view)
+            view = view[n:]
+        self.written += len(chunk)
+
+    def commit(self) -> None:
+        """Check size and digest, fsync, and atomically rename into place."""
+        if self.written != self.expected_size:
+            raise BlobSizeMismatch(f"body has {self.written} bytes, the manifest declares {self.expected_size}")
+        actual = self._hasher.hexdigest()
+        if actual != self._hex:
+            raise BlobDigestMismatch(f"body hashes to sha256:{actual}, not {self.digest}")
+        assert self._fd is not None
+        os.fsync(self._fd)
+        os.close(self._fd)
+        self._fd = None
+        final = self._store.path_for(self.digest)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self.tmp_path, final)
+        _fsync_dir(final.parent)
+        self.blake3_digest = "blake3:" + self._blake3.hexdigest()
+        self.chunks = self._chunks.finish()
+
+    def abort(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        self.tmp_path.unlink(missing_ok=True)
+
+
+class LocalBlobStore:
+    """Blobs under ``root/sha256/ab/cd/<hex>``, temp files under ``root/tmp``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.tmp_dir = root / "tmp"
+        root.mkdir(parents=True, exist_ok=True)
+
+    @classmethod
+    def from_url(cls, url: str) -> LocalBlobStore:
+        parsed = urlparse(url)
+        if parsed.scheme not in ("file", ""):
+            raise ValueError(f"unsupported blob store {url!r}: only file:// is available in this build")
+        return cls(Path(parsed.path if parsed.scheme else url))
+
+    def path_for(self, digest: str) -> Path:
+        _algorithm, hex_ = parse_digest(digest)
+        return self.root / "sha256" / hex_[:2] / hex_[2:4] / hex_
+
+    def exists(self, digest: str, size: int | None = None) -> bool:
+        try:
+            st = self.path_for(digest).stat()
+        except FileNotFoundError:
+            return False
+        return size is None or st.st_size == size
+
+    def writer(self, digest: str, expected_size: int) -> BlobWriter:
+        return BlobWriter(self, digest, expected_size)
+
+    def sweep_temp(self, older_than_s: float = 0) -> int:
+        """Remove temp files left by crashed uploads; returns how many were removed.
+
+        Several replicas may share one store, so a file is removed only when its writer is known to be gone:
+        it was written on this host (the name says so) by a process that no longer runs, or nobody has written
+        to it for ``older_than_s`` seconds (a live upload keeps touching its file; one on another host whose
+        process died is reclaimed this way).
+        """
+        if not self.tmp_dir.exists():
+            return 0
+        now, removed = time.time(), 0
+        for tmp in self.tmp_dir.glob("*.part"):
+            try:
+                if _writer_gone(tmp.name) or now - tmp.stat().st_mtime >= older_than_s:
+                    tmp.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                continue
+        return removed
+
+
+HOST_TAG = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:64] or "host"
+
+
+def temp_name(hex_digest: str) -> str:
+    """``<sha256>.<host>.<pid>.<ns>.part``: who is writing it, so a restart can tell a dead upload from a live one."""
+    return f"{hex_digest}.{HOST_TAG}.{os.getpid()}.{time.monotonic_ns()}.part"
+
+
+def _writer_gone(name: str) -> bool:
+    """Whether the temp file ``name`` belongs to a process of this host that is no longer running."""
+    parts = name.split(".")
+    if len(parts) != 5 or parts[1] != HOST_TAG or not parts[2].isdigit():
+        return False  # another host's (or an older naming): only its age can tell
+    pid = int(parts[2])
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # alive, owned by another user
+    return False
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,56 @@
+"""The running registry's shared objects: settings, database, blob store."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from threading import Lock
+
+from fastapi import Request
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from registry.core.blobstore import LocalBlobStore
+from registry.core.db import make_engine, make_session_factory, session_scope
+from registry.core.registry_key import RegistrySigner, load_or_create
+from registry.core.settings import Settings
+
+
+@dataclass
+class RegistryContext:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    blobs: LocalBlobStore
+    _signer: RegistrySigner | None = field(default=None, repr=False)
+    _signer_lock: Lock = field(default_factory=Lock, repr=False)
+
+    @classmethod
+    def create(cls, settings: Settings) -> RegistryContext:
+        engine = make_engine(settings.resolved_database_url)
+        return cls(
+            settings=settings,
+            engine=engine,
+            sessions=make_session_factory(engine),
+            blobs=LocalBlobStore.from_url(settings.resolved_blob_store),
+        )
+
+    @property
+    def signer(self) -> RegistrySigner:
+        """The registry's signing key, loaded (or created on first start) once per process."""
+        with self._signer_lock:
+            if self._signer is None:
+                with self.transaction() as session:
+                    self._signer = load_or_create(session, self.settings)
+            return self._signer
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        with session_scope(self.sessions) as session:
+            yield session
+
+
+def get_context(request: Request) -> RegistryContext:
+    ctx: RegistryContext = request.app.state.ctx
+    return ctx

@@ -1,0 +1,192 @@
+"""Quarantine: an admin marks a version bad; everything downstream is affected until it is lifted.
+
+Stored once, on the quarantined version; "affected" is derived by walking up
+from the version being read, so a descendant committed or linked after the
+quarantine is affected too, and lifting it needs no clean-up. Reads cost one
+indexed probe while no quarantine is active (the usual case).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from registry.artifacts.models import Version
+from registry.artifacts.versions import COMMITTED
+from registry.audit import log as audit
+from registry.core.errors import ApiError
+from registry.core.tables import utcnow
+from registry.lineage.graph import MAX_PAGE, WALK_LIMIT, CanRead, NodeIndex, everyone, impact, walk
+from registry.lineage.models import Quarantine
+
+
+def _label(version: Version) -> str:
+    return f"{version.artifact.namespace}/{version.artifact.name}@{version.version}"
+
+
+def active_quarantine(session: Session, version: Version) -> Quarantine | None:
+    return session.scalar(
+        select(Quarantine).where(Quarantine.version_id == version.id, Quarantine.lifted_at.is_(None)).limit(1)
+    )
+
+
+def _quarantine_dict(q: Quarantine) -> dict[str, Any]:
+    return {
+        "id": q.id,
+        "reason": q.reason,
+        "by": q.created_by,
+        "at": q.created_at.isoformat() if q.created_at else None,
+        "lifted_at": q.lifted_at.isoformat() if q.lifted_at else None,
+        "lifted_by": q.lifted_by,
+        "lift_reason": q.lift_reason,
+    }
+
+
+def quarantine_status(session: Session, version: Version, *, can_read: CanRead = everyone) -> dict[str, Any] | None:
+    """``None`` if clean; else ``quarantined`` (this version) or ``affected`` (an ancestor is), with why.
+
+    One cheap probe first: with no active quarantine anywhere (the usual case) there is nothing to walk.
+    """
+    if session.scalar(select(Quarantine.id).where(Quarantine.lifted_at.is_(None)).limit(1)) is None:
+        return None
+    walked = walk([version.id], up=True, depth=WALK_LIMIT)
+    rows = session.execute(
+        select(Quarantine, walked.c.depth)
+        .join(walked, walked.c.node == Quarantine.version_id)
+        .where(Quarantine.lifted_at.is_(None))
+        .order_by(walked.c.depth, Quarantine.id)
+    ).all()
+    if not rows:
+        return None
+    nearest: dict[int, tuple[Quarantine, int]] = {}
+    for q, depth in rows:
+        nearest.setdefault(q.id, (q, depth))
+    nodes = NodeIndex.load(session, [q.version_id for q, _ in nearest.values()], [])
+    sources: list[dict[str, Any]] = []
+    for q, depth in nearest.values():
+        key = nodes.version_key(q.version_id, can_read)
+        if key.startswith("hidden:"):
+            sources.append({"version": None, "hidden": True, "depth": depth})
+        else:
+            sources.append({"version": key, "depth": depth, **_quarantine_dict(q)})
+    status = "quarantined" if any(depth == 0 for _, depth in nearest.values()) else "affected"
+    return {"status": status, "sources": sources}
+
+
+def describe_status(status: dict[str, Any], label: str) -> str:
+    """One human line: why this version is quarantined or affected."""
+    first = status["sources"][0]
+    if status["status"] == "quarantined":
+        return f"{label} is quarantined: {first.get('reason')} (by {first.get('by')} at {first.get('at')})"
+    named = [s for s in status["sources"] if not s.get("hidden")]
+    if not named:
+        return f"{label} descends from a quarantined version you cannot read"
+    return f"{label} is affected: it descends from quarantined {named[0]['version']} ({named[0].get('reason')})" + (
+        f" and {len(status['sources']) - 1} more" if len(status["sources"]) > 1 else ""
+    )
+
+
+def quarantine_version(session: Session, version: Version, *, reason: str, actor: str) -> dict[str, Any]:
+    """Quarantine a committed version; its descendants become affected at once. Admin-only (the router checks)."""
+    if version.state != COMMITTED:
+        raise ApiError(409, "version_not_committed", f"{_label(version)} is not committed")
+    session.execute(select(Version.id).where(Version.id == version.id).with_for_update())
+    existing = active_quarantine(session, version)
+    if existing is not None:
+        raise ApiError(409, "already_quarantined", f"{_label(version)} is already quarantined: {existing.reason}")
+    row = Quarantine(version_id=version.id, reason=reason, created_by=actor)
+    session.add(row)
+    session.flush()
+    summary = impact(session, version, can_read=everyone, limit=100)
+    audit.record(
+        session,
+        action="version.quarantined",
+        actor=actor,
+        namespace=version.artifact.namespace,
+        name=version.artifact.name,
+        version=version.version,
+        details={
+            "quarantine_id": row.id,
+            "reason": reason,
+            "manifest_digest": version.manifest_digest,
+            "affected_versions": summary["total_versions"],
+            "affected_aliases": [a["alias"] for a in summary["aliases"][:100]],
+        },
+    )
+    return {"version": _label(version), "quarantine": _quarantine_dict(row), "impact": summary}
+
+
+def lift_quarantine(session: Session, version: Version, *, reason: str, actor: str) -> dict[str, Any]:
+    session.execute(select(Version.id).where(Version.id == version.id).with_for_update())
+    row = active_quarantine(session, version)
+    if row is None:
+        raise ApiError(409, "not_quarantined", f"{_label(version)} is not quarantined")
+    row.lifted_at = utcnow()
+    row.lifted_by = actor
+    row.lift_reason = reason
+    session.flush()
+    audit.record(
+        session,
+        action="version.unquarantined",
+        actor=actor,
+        namespace=version.artifact.namespace,
+        name=version.artifact.name,
+        version=version.version,
+        details={"quarantine_id": row.id, "reason": reason, "manifest_digest": version.manifest_digest},
+    )
+    return {"version": _label(version), "quarantine": _quarantine_dict(row)}
+
+
+def list_quarantines(session: Session, *, active_only: bool = True) -> list[dict[str, Any]]:
+    query = select(Quarantine).order_by(Quarantine.id)
+    if active_only:
+        query = query.where(Quarantine.lifted_at.is_(None))
+    rows = session.scalars(query.limit(MAX_PAGE)).all()
+    nodes = NodeIndex.load(session, [q.version_id for q in rows], [])
+    return [{"version": nodes.version_key(q.version_id), **_quarantine_dict(q)} for q in rows]
+
+
+def download_gate(
+    session: Session,
+    version: Version,
+    *,
+    is_admin: bool,
+    actor: str,
+    override: bool,
+    path: str | None = None,
+    can_read: CanRead = everyone,
+) -> dict[str, Any] | None:
+    """Before serving a file: refuse a quarantined version unless an admin overrides (audited).
+
+    Returns the status (``None`` when clean) so the caller can tell the client an affected version is affected.
+    """
+    status = quarantine_status(session, version, can_read=can_read)
+    if status is None or status["status"] != "quarantined":
+        return status
+    label = _label(version)
+    if not override:
+        raise ApiError(
+            403,
+            "version_quarantined",
+            f"{describe_status(status, label)}; download refused (an admin may override with "
+            "override_quarantine=true, which is audited)",
+            quarantine=status,
+        )
+    if not is_admin:
+        raise ApiError(403, "forbidden", f"only an admin token may download quarantined {label}")
+    audit.record(
+        session,
+        action="version.quarantine_override",
+        actor=actor,
+        namespace=version.artifact.namespace,
+        name=version.artifact.name,
+        version=version.version,
+        details={
+            "path": path,
+            "manifest_digest": version.manifest_digest,
+            "quarantine_id": status["sources"][0].get("id"),
+        },
+    )
+    return status

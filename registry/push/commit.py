@@ -1,0 +1,60 @@
+"""Step 3 of a push: check everything a version declared, make it immutable, countersign, queue its scans.
+
+This is where the domains meet: the blobs (artifacts), the pusher signatures and the registry's countersignature
+(trust), the lineage references (lineage) and the scan queue (scanning). Each of those knows nothing of the
+others; the push flow calls them in order, inside the caller's transaction.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from registry.artifacts import versions
+from registry.artifacts.models import Version
+from registry.audit import log as audit
+from registry.core.blobstore import LocalBlobStore
+from registry.core.errors import ApiError
+from registry.core.registry_key import RegistrySigner
+from registry.core.tables import utcnow
+from registry.lineage.edges import check_at_commit
+from registry.scanning import queue as scan_queue
+from registry.trust import signatures
+
+
+def commit_version(
+    session: Session, blobs: LocalBlobStore, version: Version, *, actor: str, signer: RegistrySigner | None = None
+) -> Version:
+    """Make an open version immutable after checking every blob and signature; countersign; move ``@latest``."""
+    if version.state == versions.COMMITTED:
+        return version  # a retried commit (its first answer was lost): same version, nothing new to record
+    label = f"{version.artifact.namespace}/{version.artifact.name}@{version.version}"
+    manifest = versions.version_manifest(version)
+    if manifest.digest() != version.manifest_digest:
+        raise ApiError(500, "manifest_corrupt", f"stored manifest of {label} does not match its digest")
+    missing = versions.missing_digests(session, blobs, manifest, version.artifact.namespace)
+    if missing:
+        raise ApiError(
+            409,
+            "blobs_missing",
+            f"{len(missing)} blob(s) of {label} have not been uploaded",
+            missing=missing[:100],
+        )
+    for envelope in signatures.pusher_envelopes(session, version):
+        # Re-checked at commit: a key revoked since the version was opened no longer counts.
+        signatures.check_pusher_signature(
+            session, version.artifact.namespace, version.artifact.name, manifest, envelope
+        )
+    check_at_commit(session, version, actor=actor)
+    version.state = versions.COMMITTED
+    version.committed_at = utcnow()
+    if signer is not None:
+        signatures.countersign(session, signer, version, manifest)
+    scan_queue.enqueue(session, version)
+    audit.record(
+        session, action="version.committed", actor=actor, namespace=version.artifact.namespace,
+        name=version.artifact.name, version=version.version,
+        details={"manifest_digest": version.manifest_digest, "file_count": version.file_count,
+                 "total_size": version.total_size},
+    )
+    versions.move_alias(session, version.artifact, versions.LATEST, version, actor=actor, reason="commit")
+    return version

@@ -1,0 +1,281 @@
+"""Scan-on-commit: jobs in the database, verdicts per blob, a version's aggregate verdict, quarantine.
+
+Commit enqueues a job; ``mir worker`` processes claim jobs (SKIP LOCKED on
+PostgreSQL, the write lock on SQLite) and scan each blob with
+``scanners.sandbox.scan_path_sandboxed`` — a child process with CPU-time and
+memory limits — so no registry process ever parses, let alone unpickles,
+uploaded bytes itself. A malicious verdict quarantines the version.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import or_, select, text
+from sqlalchemy.orm import Session
+
+from registry.artifacts.models import Version, VersionFile
+from registry.artifacts.versions import COMMITTED
+from registry.audit import log as audit
+from registry.core.context import RegistryContext
+from registry.core.tables import utcnow
+from registry.lineage import quarantine
+from registry.lineage.graph import CanRead, everyone
+from registry.scanning.models import ScanJob, ScanResult
+from registry.scanning.queue import DONE, PENDING, QUEUED, RUNNING, enqueue
+from registry.synthetic.contamination import analyse, flag_limits
+from registry.synthetic.provenance import fingerprint_summary
+from scanners.api import SCANNER_NAME
+from scanners.report import Verdict, worst
+from scanners.sandbox import scan_path_sandboxed
+
+log = logging.getLogger("mir.scans")
+
+SCANNER_VERSION = "1"
+_UPGRADE_LOCK_KEY = 0x6D697273  # "mirs": one worker at a time queues rescans after a scanner upgrade
+MAX_ATTEMPTS = 3
+HISTORY_PER_FILE = 50
+
+
+def claim(session: Session, worker: str, lease_s: float) -> ScanJob | None:
+    """Take the oldest queued job (or one whose worker died past its lease)."""
+    stale = utcnow() - timedelta(seconds=lease_s)
+    job = session.scalar(
+        select(ScanJob)
+        .where(or_(ScanJob.state == QUEUED, (ScanJob.state == RUNNING) & (ScanJob.claimed_at < stale)))
+        .order_by(ScanJob.id)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    )
+    if job is None:
+        return None
+    job.state = RUNNING
+    job.claimed_at = utcnow()
+    job.claimed_by = worker
+    job.attempts += 1
+    return job
+
+
+def _digests_to_scan(session: Session, version_id: int, *, rescan: bool) -> list[str]:
+    """The version's blobs to scan: all of them for a rescan, else those whose latest current-scanner result
+    is missing or an ``error`` (a blob shared with earlier versions is not scanned again, a failure is)."""
+    digests = list(dict.fromkeys(session.scalars(
+        select(VersionFile.digest).where(VersionFile.version_id == version_id).order_by(VersionFile.path)
+    )))
+    if rescan:
+        return digests
+    done = {d for d, verdict in _latest_verdicts(session, digests).items() if verdict != Verdict.ERROR.value}
+    return [d for d in digests if d not in done]
+
+
+def _store_result(session: Session, digest: str, report: dict[str, Any]) -> None:
+    """Add a result; earlier ones for the same blob stay as its history (the highest id is the latest)."""
+    session.add(ScanResult(
+        blob_digest=digest, scanner=SCANNER_NAME, scanner_version=SCANNER_VERSION, verdict=report["verdict"],
+        format=report["format"], findings=report["findings"][:200],
+    ))
+
+
+def _latest_verdicts(session: Session, digests: list[str]) -> dict[str, str]:
+    if not digests:
+        return {}
+    rows = session.execute(
+        select(ScanResult.blob_digest, ScanResult.verdict).where(
+            ScanResult.blob_digest.in_(digests), ScanResult.scanner == SCANNER_NAME,
+            ScanResult.scanner_version == SCANNER_VERSION,
+        ).order_by(ScanResult.id)
+    )
+    return {digest: verdict for digest, verdict in rows}
+
+
+def results_for(session: Session, version_id: int) -> dict[str, ScanResult]:
+    """The latest current-scanner result for each blob of one version, keyed by digest."""
+    digests = list(session.scalars(select(VersionFile.digest).where(VersionFile.version_id == version_id)))
+    if not digests:
+        return {}
+    rows = session.scalars(
+        select(ScanResult).where(
+            ScanResult.blob_digest.in_(digests), ScanResult.scanner == SCANNER_NAME,
+            ScanResult.scanner_version == SCANNER_VERSION,
+        ).order_by(ScanResult.id)
+    )
+    return {r.blob_digest: r for r in rows}
+
+
+def history_for(session: Session, version_id: int, per_file: int = HISTORY_PER_FILE) -> dict[str, list[ScanResult]]:
+    """Every stored result for each blob of one version (any scanner version), newest first."""
+    digests = list(session.scalars(select(VersionFile.digest).where(VersionFile.version_id == version_id)))
+    history: dict[str, list[ScanResult]] = {d: [] for d in digests}
+    if not digests:
+        return history
+    rows = session.scalars(
+        select(ScanResult).where(ScanResult.blob_digest.in_(digests), ScanResult.scanner == SCANNER_NAME)
+        .order_by(ScanResult.id.desc())
+    )
+    for row in rows:
+        if len(history[row.blob_digest]) < per_file:
+            history[row.blob_digest].append(row)
+    return history
+
+
+def _finish(session: Session, job: ScanJob, actor: str, contamination: Verdict | None = None) -> None:
+    version = session.get(Version, job.version_id)
+    assert version is not None
+    results = results_for(session, version.id)
+    # A file without a stored result was not analysed: that is an error, never clean.
+    per_file = {
+        f.path: Verdict(results[f.digest].verdict) if f.digest in results else Verdict.ERROR for f in version.files
+    }
+    verdicts = list(per_file.values())
+    if contamination is not None:  # synthetic-data contamination of a dataset: at most suspicious, or error
+        verdicts.append(contamination)
+    status = worst(verdicts).value if verdicts else Verdict.CLEAN.value
+    previous = version.scan_status
+    version.scan_status = status
+    version.scanner_version = SCANNER_VERSION
+    job.state = DONE
+    job.finished_at = utcnow()
+    label = dict(namespace=version.artifact.namespace, name=version.artifact.name, version=version.version)
+    flagged = {p: v.value for p, v in per_file.items() if v is not Verdict.CLEAN}
+    audit.record(session, action="scan.completed", actor=actor, **label,
+                 details={"verdict": status, "scanner": f"{SCANNER_NAME}/{SCANNER_VERSION}",
+                          "manifest_digest": version.manifest_digest, "flagged_files": flagged,
+                          **({"rescan": True} if job.rescan else {}),
+                          **({"previous_verdict": previous} if previous not in (None, PENDING) else {}),
+                          **({"contamination": contamination.value} if contamination is not None else {})})
+    flag_limits(session, version, actor)
+    if status == Verdict.MALICIOUS.value:
+        reason = "scan found malicious content in: " + ", ".join(p for p, v in flagged.items() if v == "malicious")
+        if quarantine.active_quarantine(session, version) is None:
+            quarantine.quarantine_version(session, version, reason=reason, actor=actor)
+
+
+def process(ctx: RegistryContext, job_id: int, actor: str) -> None:
+    """Scan the job's blobs in the sandbox (all of them for a rescan), then record the verdict."""
+    settings = ctx.settings
+    with ctx.transaction() as session:
+        job = session.get(ScanJob, job_id)
+        assert job is not None
+        rescan = job.rescan
+        digests = _digests_to_scan(session, job.version_id, rescan=rescan)
+        before = _latest_verdicts(session, digests)
+    for digest in digests:
+        path = ctx.blobs.path_for(digest)
+        report = scan_path_sandboxed(path, timeout_s=settings.scan_timeout_s, memory_bytes=settings.scan_memory_bytes)
+        data = report.to_dict()
+        with ctx.transaction() as session:
+            _store_result(session, digest, data)
+    with ctx.transaction() as session:
+        job = session.get(ScanJob, job_id)
+        assert job is not None
+        version_id = job.version_id
+    contamination = analyse(ctx, version_id)  # datasets only: fingerprint match (and index), see contamination_jobs
+    with ctx.transaction() as session:
+        job = session.get(ScanJob, job_id)
+        assert job is not None
+        _finish(session, job, actor, contamination)
+        if rescan:
+            changed = {d for d, v in _latest_verdicts(session, digests).items() if before.get(d) != v}
+            _refresh_sharers(session, job.version_id, changed)
+
+
+def _refresh_sharers(session: Session, version_id: int, digests: set[str]) -> None:
+    """Other committed versions holding a blob whose verdict a rescan changed get their verdict recomputed.
+
+    Their job finds current results for those blobs, so it only re-aggregates (and quarantines if malicious).
+    """
+    if not digests:
+        return
+    open_jobs = select(ScanJob.version_id).where(ScanJob.state.in_((QUEUED, RUNNING)))
+    sharers = session.scalars(
+        select(Version).where(
+            Version.id != version_id, Version.state == COMMITTED, Version.id.not_in(open_jobs),
+            Version.id.in_(select(VersionFile.version_id).where(VersionFile.digest.in_(digests))),
+        ).order_by(Version.id)
+    )
+    for version in sharers:
+        enqueue(session, version, mark_pending=False)
+
+
+def queue_upgrade_rescans(ctx: RegistryContext) -> int:
+    """Queue, once, a background rescan of every version last scanned by an older scanner version.
+
+    Each worker calls this at start; one at a time (an advisory lock on PostgreSQL, the write lock on
+    SQLite), and a version with a queued or running job is skipped, so concurrent workers queue nothing twice.
+    Verdicts stay as they are until the new scan finishes.
+    """
+    with ctx.transaction() as session:
+        if session.get_bind().dialect.name == "postgresql":
+            session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _UPGRADE_LOCK_KEY})
+        open_jobs = select(ScanJob.version_id).where(ScanJob.state.in_((QUEUED, RUNNING)))
+        stale = list(session.scalars(
+            select(Version).where(
+                Version.state == COMMITTED, Version.scanner_version.is_not(None),
+                Version.scanner_version != SCANNER_VERSION, Version.id.not_in(open_jobs),
+            ).order_by(Version.id)
+        ))
+        for version in stale:
+            enqueue(session, version, mark_pending=False)
+        if stale:
+            log.info("queued %d rescans for scanner %s/%s", len(stale), SCANNER_NAME, SCANNER_VERSION)
+        return len(stale)
+
+
+def run_once(ctx: RegistryContext, worker: str | None = None) -> bool:
+    """Claim and process one job; False when the queue is empty."""
+    worker = worker or f"{socket.gethostname()}:{os.getpid()}"
+    with ctx.transaction() as session:
+        job = claim(session, worker, ctx.settings.scan_lease_s)
+        if job is None:
+            return False
+        job_id, attempts = job.id, job.attempts
+        if attempts > MAX_ATTEMPTS:
+            job.state = DONE
+            job.finished_at = utcnow()
+            job.error = f"gave up after {MAX_ATTEMPTS} attempts"
+            version = session.get(Version, job.version_id)
+            assert version is not None
+            version.scan_status = Verdict.ERROR.value
+            version.scanner_version = SCANNER_VERSION  # tried with this scanner: no automatic retry loop
+            audit.record(session, action="scan.failed", actor=f"scan-worker {worker}",
+                         namespace=version.artifact.namespace, name=version.artifact.name, version=version.version,
+                         details={"error": job.error})
+            return True
+    try:
+        process(ctx, job_id, f"scan-worker {worker}")
+    except Exception:
+        log.exception("scan job %s failed; it will be retried", job_id)
+        with ctx.transaction() as session:
+            job = session.get(ScanJob, job_id)
+            if job is not None:
+                job.state = QUEUED
+                job.error = "worker error; retrying"
+    return True
+
+
+def _result_to_dict(r: ScanResult) -> dict[str, Any]:
+    return {"verdict": r.verdict, "format": r.format, "scanner": f"{r.scanner}/{r.scanner_version}",
+            "scanned_at": r.created_at.isoformat(), "findings": r.findings}
+
+
+def version_scan_summary(session: Session, version: Version, *, can_read: CanRead = everyone) -> dict[str, Any]:
+    """Each file's latest verdict, plus its earlier results (``history``, newest first; rescans add to it)."""
+    results = results_for(session, version.id)
+    history = history_for(session, version.id)
+    files = []
+    for f in version.files:
+        r = results.get(f.digest)
+        files.append({
+            "path": f.path, "digest": f.digest,
+            "verdict": r.verdict if r else None, "format": r.format if r else None,
+            "findings": r.findings if r else [],
+            "scanned_at": r.created_at.isoformat() if r else None,
+            "history": [_result_to_dict(h) for h in history.get(f.digest, []) if r is None or h.id != r.id],
+        })
+    return {"status": version.scan_status, "scanner": f"{SCANNER_NAME}/{SCANNER_VERSION}",
+            "scanned_with": f"{SCANNER_NAME}/{version.scanner_version}" if version.scanner_version else None,
+            "files": files, "contamination": fingerprint_summary(session, version, can_read)}

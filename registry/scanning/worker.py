@@ -1,0 +1,46 @@
+"""``mir worker``: the scan worker loop (also started by ``mir serve`` as a child process)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+
+from registry.core.context import RegistryContext
+from registry.core.settings import Settings
+from registry.scanning.results import queue_upgrade_rescans, run_once
+
+log = logging.getLogger("mir.worker")
+
+
+def run(settings: Settings, *, poll_s: float = 0.5, once: bool = False, parent_pid: int | None = None) -> None:
+    """Process scan jobs until stopped (SIGTERM/SIGINT); ``once`` drains the queue and returns.
+
+    On start it queues background rescans of versions scanned by an older scanner version.
+
+    An embedded worker gets ``parent_pid`` (its ``mir serve``) and exits as soon as that process is gone, so a
+    killed server never leaves workers behind.
+    """
+    ctx = RegistryContext.create(settings)
+    try:
+        queue_upgrade_rescans(ctx)
+    except Exception:
+        log.exception("could not queue rescans after a scanner upgrade; the next worker start retries")
+    stop = threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+    while not stop.is_set():
+        if parent_pid is not None and os.getppid() != parent_pid:
+            log.info("parent mir serve (pid %s) is gone; worker exiting", parent_pid)
+            return
+        try:
+            worked = run_once(ctx)
+        except Exception:
+            log.exception("scan worker loop error")
+            worked = False
+        if not worked:
+            if once:
+                return
+            stop.wait(poll_s)

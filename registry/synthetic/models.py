@@ -1,0 +1,52 @@
+"""Tables of the synthetic domain. Changed only through migrations/."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from registry.core.tables import Base, UTCDateTime, utcnow
+
+
+class SyntheticFingerprint(Base):
+    """One record of a dataset registered as synthetic (``generated_by``): hashes only, never text.
+
+    ``signature`` is the record's MinHash signature (``num_perm`` little-endian uint32) made with the
+    default ``scanners.contamination.FingerprintConfig``; the worker rebuilds a ``FingerprintIndex``
+    from these rows to match every dataset upload.
+    """
+
+    __tablename__ = "synthetic_fingerprints"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("versions.id", ondelete="CASCADE"), index=True)
+    record_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    signature: Mapped[bytes] = mapped_column(LargeBinary)
+    ordinal: Mapped[int] = mapped_column(Integer)
+    generator_ref: Mapped[str] = mapped_column(String(400))
+
+
+class ContaminationResult(Base):
+    """The contamination step's outcome for one dataset version: fingerprint match and statistical estimate."""
+
+    __tablename__ = "contamination_results"
+
+    version_id: Mapped[int] = mapped_column(ForeignKey("versions.id", ondelete="CASCADE"), primary_key=True)
+    verdict: Mapped[str] = mapped_column(String(16))
+    total_records: Mapped[int | None] = mapped_column(BigInteger)
+    indexed_records: Mapped[int | None] = mapped_column(BigInteger)
+    matched_fraction: Mapped[float | None] = mapped_column(Float)
+    report: Mapped[dict[str, Any]] = mapped_column(JSON)
+    statistical: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
