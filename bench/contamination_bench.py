@@ -46,6 +46,7 @@ from scanners.contamination import FingerprintConfig, FingerprintIndex
 from scanners.contamination.banding import BandIndex
 from scanners.contamination.fingerprint import SCHEME
 from scanners.contamination.perturb import edit_words
+from scanners.contamination.store import load_index, save_index
 from tests.scanners.contamination.textgen import make_records, vocabulary
 
 OUT = Path(__file__).resolve().parent / "out"
@@ -131,10 +132,10 @@ def bench_fingerprints(n: int) -> None:
 
     t = time.perf_counter()
     path = OUT / "fingerprint-index"
-    index.save(path)
+    save_index(index, path)
     save_s = time.perf_counter() - t
     t = time.perf_counter()
-    loaded = FingerprintIndex.load(path)
+    loaded = load_index(path)
     loaded.query(corpus[1])
     load_s = time.perf_counter() - t
     size = sum(p.stat().st_size for p in path.iterdir())

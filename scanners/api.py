@@ -14,7 +14,7 @@ import os
 import stat
 from typing import BinaryIO
 
-from scanners.engine import Context
+from scanners.engine import new_context
 from scanners.limits import Limits
 from scanners.report import Finding, Report, Verdict
 from scanners.source import Reader, Window
@@ -24,7 +24,7 @@ SCANNER_NAME = "mir-pickle-scanner"
 
 def _run(f: BinaryIO, size: int, path: str | None, limits: Limits | None) -> Report:
     report = Report(scanner=SCANNER_NAME, format="unknown", path=path)
-    ctx = Context(report, limits or Limits())
+    ctx = new_context(report, limits or Limits())
     try:
         report.format = ctx.scan_reader(Reader(Window(f, 0, size)), "", 0)
     except RecursionError:

@@ -18,7 +18,7 @@ from scanners.errors import LimitExceeded, MalformedError
 from scanners.report import Verdict
 
 if TYPE_CHECKING:
-    from scanners.engine import Context
+    from scanners.context import Context
     from scanners.source import Reader
 
 

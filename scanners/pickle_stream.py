@@ -13,6 +13,7 @@ from __future__ import annotations
 import struct
 from typing import TYPE_CHECKING
 
+from scanners.context import check_text_rest
 from scanners.errors import MalformedError, ScanError
 from scanners.pickle_scan import VALID_OPCODES, PickleAnalyzer, PickleResult, is_pickle_start
 from scanners.pickle_values import Const, GlobalRef, Seq, Val, const_int, const_str
@@ -20,7 +21,7 @@ from scanners.report import Finding, Verdict
 from scanners.sniff import SNIFF_BYTES, looks_like_text
 
 if TYPE_CHECKING:
-    from scanners.engine import Context
+    from scanners.context import Context
     from scanners.source import Reader
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
@@ -63,8 +64,6 @@ def scan_maybe_pickle(ctx: Context, reader: Reader, member: str, depth: int) -> 
     try:
         first = analyzer.run()
     except ScanError as exc:
-        from scanners.engine import check_text_rest
-
         if text_head and check_text_rest(ctx, reader, member):
             # Text. Only a known gadget in a pickle-parsable prefix is worth a word:
             # pickle.load would run it before failing.

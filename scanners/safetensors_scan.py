@@ -19,7 +19,7 @@ from scanners.errors import LimitExceeded, MalformedError, TruncatedError
 from scanners.report import Verdict
 
 if TYPE_CHECKING:
-    from scanners.engine import Context
+    from scanners.context import Context
     from scanners.source import Reader
 
 DTYPE_BITS: dict[str, int] = {

@@ -10,14 +10,14 @@ from __future__ import annotations
 import tarfile
 from typing import TYPE_CHECKING
 
-from scanners.engine import child
+from scanners.context import child
 from scanners.errors import LimitExceeded, MalformedError
 from scanners.report import Verdict
 from scanners.source import Reader
 from scanners.zip_scan import _traversal
 
 if TYPE_CHECKING:
-    from scanners.engine import Context
+    from scanners.context import Context
 
 
 class _ReaderFile:

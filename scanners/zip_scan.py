@@ -23,13 +23,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from scanners.compression import Inflater
-from scanners.engine import child
+from scanners.context import child
 from scanners.errors import BombError, LimitExceeded, MalformedError, ScanError
 from scanners.report import Verdict
 from scanners.source import CHUNK, Reader, Window
 
 if TYPE_CHECKING:
-    from scanners.engine import Context
+    from scanners.context import Context
 
 LOCAL_SIG = b"PK\x03\x04"
 CENTRAL_SIG = b"PK\x01\x02"

@@ -13,11 +13,10 @@ import json
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
-from registry.client.config import config_dir
+from registry.client.config import per_registry_path
 from registry.client.http import MirClient
 from registry.client.pins import PinnedKey, TrustError, pinned_registry_key
 from signing.merkle import (
@@ -68,7 +67,7 @@ class AuditReport:
 
 
 def checkpoint_path(url: str) -> Path:
-    return config_dir() / "audit" / f"{sha256(url.encode()).hexdigest()[:16]}.json"
+    return per_registry_path("audit", url, ".json")
 
 
 def _load_checkpoint(path: Path) -> dict[str, Any] | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
+from hashlib import sha256
 from pathlib import Path
 
 DEFAULT_URL = "http://127.0.0.1:8470"
@@ -21,6 +22,11 @@ def config_dir() -> Path:
         return Path(explicit)
     base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
     return Path(base) / "mir"
+
+
+def per_registry_path(folder: str, url: str, suffix: str) -> Path:
+    """A file this machine keeps about one registry (its pinned key, the last audit head it saw), named by the URL."""
+    return config_dir() / folder / f"{sha256(url.encode()).hexdigest()[:16]}{suffix}"
 
 
 def credentials_path() -> Path:

@@ -25,7 +25,8 @@ from registry.client.bundles import BundleError, Subject, check_bundle
 from registry.client.http import MirClient, MirError
 from registry.client.offline import pinned_key_for_configured_registry
 from registry.client.pins import TrustError, pinned_registry_key, trusted_signer_keys
-from registry.client.verified_read import LoaderError, VerifiedLoadError, read_verified_safetensors
+from registry.client.read_errors import LoaderError, VerifiedLoadError
+from registry.client.verified_read import read_verified_safetensors
 from registry.core.names import InvalidNameError, parse_ref
 from signing.keys import PublicKey, load_public_key
 

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from hashlib import sha256
 from pathlib import Path
 
-from registry.client.config import config_dir
+from registry.client.config import config_dir, per_registry_path
 from registry.client.http import MirClient
 from signing.keys import PublicKey, key_id, load_public_key, load_public_key_pem
 
@@ -31,7 +30,7 @@ class PinnedKey:
 
 
 def _pin_path(url: str) -> Path:
-    return config_dir() / "registry-keys" / f"{sha256(url.encode()).hexdigest()[:16]}.pem"
+    return per_registry_path("registry-keys", url, ".pem")
 
 
 def pinned_key_for(url: str) -> PublicKey | None:

@@ -5,7 +5,7 @@ registered as synthetic is fingerprinted on commit (``add_dataset``); every
 upload is matched against the index (``match_dataset``), which reports the
 matched fraction and which synthetic datasets and generating models it came
 from. The index holds no text, only per-record hashes, MinHash signatures and
-source labels, so it can be persisted without pickle (``store.py``) or kept by
+source labels, so it can be persisted without pickle (:mod:`scanners.contamination.store`) or kept by
 the registry in SQL rows and fed back through ``add_fingerprints``.
 """
 
@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import islice
-from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
@@ -374,21 +373,6 @@ class FingerprintIndex:
             by_pos = dict(zip(valid, found, strict=True))
             for i, item in enumerate(batch):
                 yield item, by_pos.get(i, [])
-
-    # ----------------------------------------------------------------- persistence
-
-    def save(self, path: str | Path) -> None:
-        """Persist to a directory of .npy arrays plus a JSON manifest (no pickle); see ``store``."""
-        from scanners.contamination.store import save_index
-
-        save_index(self, path)
-
-    @classmethod
-    def load(cls, path: str | Path) -> FingerprintIndex:
-        """Load and verify an index saved by ``save``; raises ``IndexFormatError`` on any inconsistency."""
-        from scanners.contamination.store import load_index
-
-        return load_index(path)
 
 
 def _account(

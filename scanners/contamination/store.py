@@ -31,7 +31,7 @@ import os
 import re
 import secrets
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -44,10 +44,8 @@ from scanners.contamination.fingerprint import (
     SIGNATURE_DTYPE,
     FingerprintConfig,
 )
+from scanners.contamination.index import FingerprintIndex
 from scanners.contamination.results import Source
-
-if TYPE_CHECKING:
-    from scanners.contamination.index import FingerprintIndex
 
 MANIFEST = "index.json"
 FORMAT = "mir.contamination.fingerprint-index"
@@ -96,8 +94,6 @@ def save_index(index: FingerprintIndex, path: str | Path) -> None:
 
 def load_index(path: str | Path) -> FingerprintIndex:
     """Read, verify and rebuild an index saved by ``save_index``."""
-    from scanners.contamination.index import FingerprintIndex
-
     root = Path(path)
     manifest = _read_manifest(root)
     try:

@@ -8,14 +8,12 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
-torch = pytest.importorskip("torch")
-
-from safetensors.torch import load_file  # noqa: E402
-
-from registry.client.loader import LoaderError, PolicyRefusedError, VerifiedLoadError, load_verified  # noqa: E402
-from tests.support.gate import Namespace, safetensors_model  # noqa: E402
-from tests.support.server import LiveServer, free_port  # noqa: E402
+from registry.client.loader import LoaderError, PolicyRefusedError, VerifiedLoadError, load_verified
+from tests.support.gate import Namespace, safetensors_model
+from tests.support.server import LiveServer, free_port
 
 
 @pytest.fixture

@@ -16,24 +16,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from safetensors.torch import load as st_load
+from safetensors.torch import load_file, save, save_file
 
-torch = pytest.importorskip("torch")
-
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-from safetensors.torch import load as st_load  # noqa: E402
-from safetensors.torch import load_file, save, save_file  # noqa: E402
-
-from registry.client.verified_read import (  # noqa: E402
-    LoaderError,
-    SafetensorsHeaderError,
-    VerifiedLoadError,
-    parse_safetensors_header,
-    read_verified,
-    read_verified_safetensors,
-)
-from signing.hashing import hash_file  # noqa: E402
-from signing.tree import list_files  # noqa: E402
+from registry.client.read_errors import LoaderError, VerifiedLoadError
+from registry.client.safetensors_header import SafetensorsHeaderError, parse_safetensors_header
+from registry.client.verified_read import read_verified, read_verified_safetensors
+from signing.hashing import hash_file
+from signing.tree import list_files
 
 REPO = Path(__file__).resolve().parents[2]
 FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -14,7 +14,7 @@ import pytest
 
 from scanners.contamination import FingerprintConfig, FingerprintIndex, IndexFormatError
 from scanners.contamination.perturb import edit_words
-from scanners.contamination.store import MANIFEST
+from scanners.contamination.store import MANIFEST, load_index, save_index
 from tests.scanners.contamination.textgen import make_records
 
 
@@ -28,7 +28,7 @@ def saved(tmp_path: Path, records: list[str]) -> Path:
     idx = FingerprintIndex(FingerprintConfig(num_perm=64, bands=16, rows=4))
     idx.add_dataset(records[:100], "ds/one", "gen/a")
     idx.add_dataset(records[100:], "ds/two", "gen/b")
-    idx.save(tmp_path / "idx")
+    save_index(idx, tmp_path / "idx")
     return tmp_path / "idx"
 
 
@@ -52,7 +52,7 @@ def replace_array(path: Path, name: str, array: np.ndarray, allow_pickle: bool =
 
 
 def test_round_trip(saved: Path, records: list[str]) -> None:
-    loaded = FingerprintIndex.load(saved)
+    loaded = load_index(saved)
     assert len(loaded) == 200
     assert loaded.config == FingerprintConfig(num_perm=64, bands=16, rows=4)
     assert loaded.dataset_refs == {"ds/one", "ds/two"}
@@ -71,10 +71,10 @@ def test_saved_files_load_without_pickle(saved: Path) -> None:
 
 
 def test_resave_replaces_and_cleans_up(saved: Path, records: list[str]) -> None:
-    loaded = FingerprintIndex.load(saved)
+    loaded = load_index(saved)
     loaded.add_dataset(make_records(10, random.Random(8)), "ds/three", "gen/c")
-    loaded.save(saved)
-    again = FingerprintIndex.load(saved)
+    save_index(loaded, saved)
+    again = load_index(saved)
     assert len(again) == 210 and "ds/three" in again.dataset_refs
     assert len(list(saved.iterdir())) == 6
 
@@ -82,11 +82,11 @@ def test_resave_replaces_and_cleans_up(saved: Path, records: list[str]) -> None:
 def test_interrupted_save_keeps_the_previous_index(saved: Path) -> None:
     """Arrays of a new generation without the manifest rename: the old manifest still loads its own files."""
     (saved / "signatures-00000000deadbeef.npy").write_bytes(b"half written")
-    assert len(FingerprintIndex.load(saved)) == 200
+    assert len(load_index(saved)) == 200
 
 
 def test_duplicate_dataset_after_load(saved: Path) -> None:
-    loaded = FingerprintIndex.load(saved)
+    loaded = load_index(saved)
     with pytest.raises(ValueError, match="already in the fingerprint index"):
         loaded.add_dataset(["some words that are long enough to index"], "ds/one", "gen/a")
 
@@ -98,19 +98,19 @@ def test_tampered_array_is_detected(saved: Path) -> None:
     data[-1] ^= 1
     path.write_bytes(bytes(data))
     with pytest.raises(IndexFormatError, match=r"signatures-[0-9a-f]+\.npy: SHA-256 differs"):
-        FingerprintIndex.load(saved)
+        load_index(saved)
 
 
 def test_missing_array_file(saved: Path) -> None:
     (saved / manifest(saved)["files"]["ordinals"]["name"]).unlink()
     with pytest.raises(IndexFormatError, match=r"ordinals-.*cannot read"):
-        FingerprintIndex.load(saved)
+        load_index(saved)
 
 
 def test_pickled_object_array_is_refused(saved: Path) -> None:
     replace_array(saved, "ordinals", np.array([object()] * 200, dtype=object), allow_pickle=True)
     with pytest.raises(IndexFormatError, match=r"not a valid \.npy array|larger than"):
-        FingerprintIndex.load(saved)
+        load_index(saved)
 
 
 @pytest.mark.parametrize(
@@ -129,7 +129,7 @@ def test_pickled_object_array_is_refused(saved: Path) -> None:
 def test_inconsistent_arrays(saved: Path, name: str, array: np.ndarray, message: str) -> None:
     replace_array(saved, name, array)
     with pytest.raises(IndexFormatError, match=message):
-        FingerprintIndex.load(saved)
+        load_index(saved)
 
 
 @pytest.mark.parametrize(
@@ -157,22 +157,22 @@ def test_bad_manifests(saved: Path, change: Any, message: str) -> None:
     change(data)
     write_manifest(saved, data)
     with pytest.raises(IndexFormatError, match=message):
-        FingerprintIndex.load(saved)
+        load_index(saved)
 
 
 def test_unreadable_manifests(tmp_path: Path, saved: Path) -> None:
     with pytest.raises(IndexFormatError, match=r"index\.json: cannot read"):
-        FingerprintIndex.load(tmp_path / "nowhere")
+        load_index(tmp_path / "nowhere")
     (saved / MANIFEST).write_bytes(b"\xff\xfe not json")
     with pytest.raises(IndexFormatError, match="not valid JSON"):
-        FingerprintIndex.load(saved)
+        load_index(saved)
     (saved / MANIFEST).write_text("[" * 100_000)
     with pytest.raises(IndexFormatError, match="not valid JSON"):
-        FingerprintIndex.load(saved)
+        load_index(saved)
 
 
 def test_empty_index_round_trip(tmp_path: Path) -> None:
-    FingerprintIndex().save(tmp_path / "e")
-    loaded = FingerprintIndex.load(tmp_path / "e")
+    save_index(FingerprintIndex(), tmp_path / "e")
+    loaded = load_index(tmp_path / "e")
     assert len(loaded) == 0
     assert loaded.match_dataset(make_records(2, random.Random(0))).matched_records == 0
