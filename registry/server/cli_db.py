@@ -24,12 +24,12 @@ def migrate() -> None:
     """
     from sqlalchemy.exc import DBAPIError
 
-    from registry.core.settings import Settings
     from registry.server.db_roles import RoleError
     from registry.server.migrate import SchemaMismatchError, upgrade_and_grant
+    from registry.server.operator_settings import load_settings
 
     try:
-        revision, role = upgrade_and_grant(Settings())
+        revision, role = upgrade_and_grant(load_settings())
     except (SchemaMismatchError, RoleError) as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from exc
@@ -49,10 +49,10 @@ def grant(
     from sqlalchemy.exc import DBAPIError
 
     from registry.core.db import make_engine
-    from registry.core.settings import Settings
     from registry.server.db_roles import RoleError, grant_service_role
+    from registry.server.operator_settings import load_settings
 
-    engine = make_engine(Settings().resolved_migration_url)
+    engine = make_engine(load_settings().resolved_migration_url)
     try:
         schema = grant_service_role(engine, role)
     except RoleError as exc:

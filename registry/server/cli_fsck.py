@@ -33,10 +33,10 @@ def fsck_command(
 
     from registry.artifacts import fsck
     from registry.core.context import RegistryContext
-    from registry.core.settings import Settings
     from registry.server.migrate import SchemaMismatchError, ensure_schema
+    from registry.server.operator_settings import load_settings
 
-    settings = Settings(data_dir=data_dir) if data_dir else Settings()
+    settings = load_settings(data_dir=data_dir) if data_dir else load_settings()
     try:
         ctx = RegistryContext.create(settings)
         ensure_schema(ctx.engine, settings.resolved_database_url, auto_migrate=False)

@@ -17,11 +17,11 @@ def serve(
     data_dir: Annotated[Path | None, typer.Option(help="where SQLite and blobs live (MIR_DATA_DIR)")] = None,
 ) -> None:
     """Run the registry (SQLite + ./mir-data/ unless MIR_DATABASE_URL / MIR_BLOB_STORE say otherwise)."""
-    from registry.core.settings import Settings
+    from registry.server.operator_settings import load_settings
     from registry.server.serve import serve as run_server
 
     overrides: dict[str, Any] = {k: v for k, v in {"host": host, "port": port, "data_dir": data_dir}.items() if v}
-    run_server(Settings(**overrides))
+    run_server(load_settings(**overrides))
 
 
 def worker(
@@ -31,11 +31,11 @@ def worker(
     """Run a scan worker: scans committed versions, each blob in a resource-limited child process."""
     import logging
 
-    from registry.core.settings import Settings
     from registry.scanning.worker import run
+    from registry.server.operator_settings import load_settings
 
     logging.basicConfig(level=logging.INFO)
-    run(Settings(), once=once, parent_pid=parent_pid)
+    run(load_settings(), once=once, parent_pid=parent_pid)
 
 
 def register(app: typer.Typer) -> None:
