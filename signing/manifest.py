@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from signing.digests import validate_digest
-from signing.paths import check_case_collisions, check_path_set, validate_relative_path
+from signing.paths import check_path_set, check_portable_paths, validate_relative_path
 
 MANIFEST_MEDIA_TYPE = "application/vnd.mir.manifest.v1+json"
 MAX_FILE_SIZE = 1 << 50
@@ -74,13 +74,15 @@ class Manifest:
         return cls.from_entries(entries)
 
     def check_portable(self) -> Manifest:
-        """Refuse paths that differ only in case (they collide on macOS and Windows); returns ``self``.
+        """Refuse paths that are not portable (see :mod:`signing.paths`: trailing dots and spaces, Windows device
+        names, invisible format characters, NFKC forms that change a path) or that collide ignoring case and
+        NFKC forms (they collide on macOS and Windows); returns ``self``.
 
-        A registry rule, kept out of :meth:`from_entries` so manifests made by other tools (model-signing on a
+        Registry rules, kept out of :meth:`from_entries` so manifests made by other tools (model-signing on a
         case-sensitive file system) still parse and verify.
         """
         try:
-            check_case_collisions([f.path for f in self.files])
+            check_portable_paths([f.path for f in self.files])
         except ValueError as exc:
             raise InvalidManifestError(str(exc)) from exc
         return self

@@ -41,16 +41,17 @@ def set_alias(
         target = find_version(s, art, checked_version(body.version))
         if target is None or target.state != COMMITTED:
             raise ApiError(404, "version_not_found", f"{namespace}/{name}@{body.version} is not a committed version")
-        held = quarantine.active_quarantine(s, target)
-        if held is not None:
+        held = quarantine.quarantine_status(s, target, can_read=principal.can_read)
+        if held is not None and held["status"] == "quarantined":
             if not body.override_quarantine:
                 raise ApiError(403, "version_quarantined",
-                               f"{namespace}/{name}@{target.version} is quarantined ({held.reason}); an admin may "
-                               "override with override_quarantine=true, which is audited")
+                               f"{quarantine.describe_status(held, f'{namespace}/{name}@{target.version}')}; an "
+                               "admin may override with override_quarantine=true, which is audited")
             principal.require_admin()
             audit.record(s, action="version.quarantine_override", actor=principal.name, namespace=namespace,
                          name=name, version=target.version,
-                         details={"operation": "alias", "alias": alias, "quarantine_reason": held.reason})
+                         details={"operation": "alias", "alias": alias,
+                                  "quarantine_reason": held["sources"][0].get("reason")})
         event = move_alias(s, art, alias, target, actor=principal.name, reason=body.reason)
         return {"alias": alias, "version": target.version, "moved": event is not None}
 

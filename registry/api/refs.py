@@ -37,7 +37,13 @@ VersionRef = Annotated[
     str,
     Path(pattern=VERSION_PATTERN, max_length=VERSION_MAX, description="a version or an alias", examples=["latest"]),
 ]
-AliasName = Annotated[str, Path(pattern=ALIAS_PATTERN, max_length=ALIAS_MAX, examples=["prod"])]
+AliasName = Annotated[
+    str,
+    Path(
+        pattern=ALIAS_PATTERN, max_length=ALIAS_MAX, examples=["prod"],
+        description="an alias; a new one may not be 40 hex digits, the shape of a commit id (400 reserved_name)",
+    ),
+]
 BlobDigest = Annotated[str, Path(pattern=SHA256_PATTERN, max_length=71, description="sha256:<64 lowercase hex>")]
 KeyId = Annotated[str, Path(pattern=r"^[0-9A-Fa-f]{1,128}$", max_length=128, description="hex key id")]
 TokenId = Annotated[int, Path(ge=1, le=INT32_MAX)]

@@ -63,7 +63,7 @@ def verify(body: VerifyRequest, ctx: Context, principal: CurrentPrincipal) -> di
     signer = ctx.signer
     with ctx.transaction() as s:
         version = resolve_ref(s, get_artifact(s, ref.namespace, ref.name), ref.ref)
-        decision = decisions.evaluate(s, version, observed)
+        decision = decisions.evaluate(s, version, observed, can_read=principal.can_read)
         signed = attestation.receipt(signer, decision, observed, reference=body.reference, nonce=body.nonce)
         return {**decisions.decision_to_dict(decision), "receipt": signed}
 
@@ -87,6 +87,7 @@ def verification_bundle(
         bad = blob_integrity.corrupt_files(s, version, ctx.blobs)
         label = f"{namespace}/{name}@{version.version}"
         if not bad:
-            return attestation.bundle(s, signer, version, ctx.settings.log_id, requested_ref=ref, nonce=nonce)
+            return attestation.bundle(s, signer, version, ctx.settings.log_id, can_read=principal.can_read,
+                                      requested_ref=ref, nonce=nonce)
     raise ApiError(409, "blob_corrupt", f"no bundle for {label}: the stored bytes of {', '.join(bad[:10])} are "
                    "corrupt or missing; an operator must repair them (mir fsck)")

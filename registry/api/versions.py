@@ -46,6 +46,8 @@ from registry.trust import signatures
 from signing.manifest import InvalidManifestError, Manifest
 
 router = APIRouter(prefix="/v1/artifacts", tags=["artifacts"])
+# Rows read per query while filling a page of artifacts (the namespace filter is in SQL; this bounds each read).
+_LIST_BATCH_MAX = 1000
 
 
 @router.get("", response_model=ArtifactPage)
@@ -57,26 +59,37 @@ def list_artifacts(
     limit: int = Query(100, ge=1, le=1000),
     after: RowCursor = 0,
 ) -> dict[str, Any]:
+    """Artifacts the caller may read, by id. A page holds ``limit`` of them unless the listing ends; ``next`` is
+    the id of the page's last item, so a cursor never names an artifact the caller cannot read."""
     with ctx.transaction() as s:
-        query = select(Artifact).where(Artifact.id > after).order_by(Artifact.id)
+        query = select(Artifact).order_by(Artifact.id)
         if namespace:
             checked_repo(namespace, "x")
             principal.require_read(namespace)
             query = query.where(Artifact.namespace == namespace)
+        readable = principal.readable_namespaces()
+        if readable is not None:
+            query = query.where(Artifact.namespace.in_(sorted(readable)))
         if kind:
             query = query.where(Artifact.kind == kind)
         items: list[dict[str, Any]] = []
-        last = after
-        for art in s.scalars(query.limit(limit * 4)):
-            last = art.id
-            if not principal.can_read(art.namespace):
-                continue
-            items.append(
-                {"artifact": f"{art.namespace}/{art.name}", "kind": art.kind, "aliases": aliases_of(s, art)}
-            )
-            if len(items) == limit:
+        scanned, last_item = after, after
+        batch = min(limit * 4, _LIST_BATCH_MAX)
+        while len(items) < limit:
+            rows = s.scalars(query.where(Artifact.id > scanned).limit(batch)).all()
+            for art in rows:
+                scanned = art.id
+                if not principal.can_read(art.namespace):
+                    continue
+                items.append(
+                    {"artifact": f"{art.namespace}/{art.name}", "kind": art.kind, "aliases": aliases_of(s, art)}
+                )
+                last_item = art.id
+                if len(items) == limit:
+                    break
+            if len(rows) < batch:
                 break
-        return {"items": items, "next": last if len(items) == limit else None}
+        return {"items": items, "next": last_item if len(items) == limit else None}
 
 
 @router.get("/{namespace}/{name}")

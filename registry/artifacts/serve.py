@@ -36,7 +36,11 @@ from registry.core.chunks import CHUNK_SIZE, ChunkList, chunk_count
 
 log = logging.getLogger("mir.blobs")
 _PAGE = 1024  # chunk hashes fetched at a time while a whole file streams (32 KiB of hashes, 1 GiB of data)
-_RANGE = re.compile(r"bytes=\s*(\d*)\s*-\s*(\d*)\s*")
+_RANGE = re.compile(r"bytes=\s*([0-9]*)\s*-\s*([0-9]*)\s*")
+# Byte positions longer than this many digits are past any stored size (sizes fit in int64): they are capped
+# rather than converted, since a header may carry thousands of digits (Python refuses int() past 4300 of them).
+_MAX_POSITION_DIGITS = 19
+_PAST_ANY_SIZE = 10**_MAX_POSITION_DIGITS
 
 
 class BlobUnavailable(Exception):
@@ -130,17 +134,23 @@ def _wanted_range(request: Request, size: int, etag: str | None) -> tuple[int, i
     if match is None or (not match[1] and not match[2]):
         return None
     if not match[1]:
-        suffix = int(match[2])
+        suffix = _position(match[2])
         if suffix == 0 or size == 0:
             raise _Unsatisfiable
         return max(0, size - suffix), size - 1
-    start = int(match[1])
-    end = int(match[2]) if match[2] else size - 1
+    start = _position(match[1])
+    end = _position(match[2]) if match[2] else size - 1
     if match[2] and end < start:
         return None
     if start >= size:
         raise _Unsatisfiable
     return start, min(end, size - 1)
+
+
+def _position(digits: str) -> int:
+    """A byte position from a Range header; any number longer than every file size reads as ``_PAST_ANY_SIZE``."""
+    significant = digits.lstrip("0")
+    return int(significant or "0") if len(significant) <= _MAX_POSITION_DIGITS else _PAST_ANY_SIZE
 
 
 def _corrupt(ctx: Any, served: ServedFile, reason: str, detected_by: str) -> BlobIntegrityError:

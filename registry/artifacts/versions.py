@@ -6,7 +6,7 @@ runs inside a caller's transaction so a failure leaves nothing half-done.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from sqlalchemy import select
@@ -20,6 +20,7 @@ from registry.audit import log as audit
 from registry.core.blobstore import LocalBlobStore
 from registry.core.chunks import ChunkList
 from registry.core.errors import ApiError, not_found
+from registry.core.names import InvalidNameError, ReservedNameError, validate_new_alias, validate_new_version
 from registry.core.tables import utcnow
 from signing.manifest import Manifest
 
@@ -99,9 +100,11 @@ def open_version(
     description: str | None = None,
 ) -> tuple[Version, bool]:
     """Open (or resume) an upload of ``version_name``. Returns the version and whether it was resumed."""
+    existing = find_version(session, artifact, version_name)
+    if existing is None:
+        _check_new_name(validate_new_version, version_name)
     if find_alias(session, artifact, version_name) is not None:
         raise ApiError(409, "name_taken", f"{version_name!r} is an alias of {artifact.namespace}/{artifact.name}")
-    existing = find_version(session, artifact, version_name)
     if existing is not None:
         return _resume(existing, manifest), True
     version = Version(
@@ -129,6 +132,17 @@ def open_version(
         version=version_name, details={"manifest_digest": version.manifest_digest, "kind": artifact.kind},
     )
     return version, False
+
+
+def _check_new_name(rule: Callable[[str], str], name: str) -> None:
+    """A version or alias about to be created: 400 ``reserved_name`` for a name kept for aliases or commit
+    ids (checked here, where every route that creates names passes, not only in the routes)."""
+    try:
+        rule(name)
+    except ReservedNameError as exc:
+        raise ApiError(400, "reserved_name", str(exc)) from exc
+    except InvalidNameError as exc:
+        raise ApiError(400, "invalid_name", str(exc)) from exc
 
 
 def _resume(existing: Version, manifest: Manifest) -> Version:
@@ -194,6 +208,7 @@ def move_alias(
         if version.state != COMMITTED:
             raise ApiError(409, "version_not_committed", "aliases can only point to committed versions")
         if alias is None:
+            _check_new_name(validate_new_alias, alias_name)
             session.add(
                 Alias(artifact_id=artifact.id, name=alias_name, version_id=version.id, updated_by=actor)
             )

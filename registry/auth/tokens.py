@@ -80,6 +80,15 @@ class Principal:
             or bool({f"read:{namespace}", "read:*"} & self.scopes)
         )
 
+    def readable_namespaces(self) -> frozenset[str] | None:
+        """Every namespace :meth:`can_read` allows, or None when that is all of them (admin, a ``*`` scope):
+        what lets a listing filter in SQL rather than read rows only to hide them."""
+        names = {rest for kind, _, rest in (scope.partition(":") for scope in self.scopes)
+                 if kind in ("read", "write", "trust")}
+        if self.is_admin or "*" in names:
+            return None
+        return frozenset(names)
+
     def require_read(self, namespace: str) -> None:
         if not self.can_read(namespace):
             raise ApiError(403, "forbidden", f"token {self.name!r} may not read namespace {namespace!r}")

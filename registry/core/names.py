@@ -15,10 +15,19 @@ _SEGMENT = re.compile(SEGMENT_PATTERN)
 _VERSION = re.compile(VERSION_PATTERN)
 _ALIAS = re.compile(ALIAS_PATTERN)
 KINDS = ("model", "dataset", "code", "prompt-set", "eval-report")
+# Names a new version may not take: ``latest`` is the alias a bare reference means and ``main`` the HF branch;
+# a version so named would hide them for good. 40 hex digits (any case) is a commit id's shape on the HF side.
+# These rules apply when a name is created only, so the patterns above (what lookups accept) stay as they are.
+RESERVED_VERSION_NAMES = frozenset({"latest", "main"})
+_COMMIT_SHAPED = re.compile(r"^[0-9A-Fa-f]{40}$")
 
 
 class InvalidNameError(ValueError):
     """A name or reference that does not follow the naming rules."""
+
+
+class ReservedNameError(InvalidNameError):
+    """A well-formed name that a new version or alias may not take (see ``RESERVED_VERSION_NAMES``)."""
 
 
 def validate_segment(value: str, what: str) -> str:
@@ -43,6 +52,36 @@ def validate_alias(value: str) -> str:
     if not isinstance(value, str) or not _ALIAS.fullmatch(value):
         raise InvalidNameError(
             f"invalid alias {value!r}: use 1-63 lowercase letters, digits, '_' or '-', starting with a letter"
+        )
+    return value
+
+
+def is_commit_shaped(value: str) -> bool:
+    """True for exactly 40 hex digits: a name the HF protocol could only read as a full commit id."""
+    return _COMMIT_SHAPED.fullmatch(value) is not None
+
+
+def validate_new_version(value: str) -> str:
+    """The name of a version about to be created: the naming rule, and none of the reserved names."""
+    validate_version(value)
+    if value in RESERVED_VERSION_NAMES:
+        raise ReservedNameError(
+            f"version name {value!r} is reserved ({' and '.join(sorted(RESERVED_VERSION_NAMES))} are aliases: "
+            "`latest` is what a reference without a version means, `main` the Hugging Face branch)"
+        )
+    if is_commit_shaped(value):
+        raise ReservedNameError(
+            f"version name {value!r} is reserved: 40 hex digits is the shape of a commit id, which it could shadow"
+        )
+    return value
+
+
+def validate_new_alias(value: str) -> str:
+    """The name of an alias about to be created: the naming rule, and not the shape of a commit id."""
+    validate_alias(value)
+    if is_commit_shaped(value):
+        raise ReservedNameError(
+            f"alias {value!r} is reserved: 40 hex digits is the shape of a commit id, which it could shadow"
         )
     return value
 

@@ -34,7 +34,11 @@ class ManifestBody(_Strict):
 
 
 class OpenVersionRequest(_Strict):
-    version: str = Field(json_schema_extra=VERSION_NAME)
+    version: str = Field(
+        json_schema_extra=VERSION_NAME,
+        description="the new version's name; `latest`, `main` and 40 hex digits (a commit id's shape) are reserved "
+        "(400 reserved_name)",
+    )
     kind: str = Field(default="model", json_schema_extra={"enum": list(KINDS)})
     manifest: ManifestBody
     description: str | None = Field(default=None, max_length=10_000)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -59,6 +60,10 @@ class Settings(BaseSettings):
     synthetic_detector_model: Path | None = None
     synthetic_detector_calibration: Path | None = None
     synthetic_sample_size: int = 64
+    # Which registered synthetic datasets a dataset upload is matched against: those of its own namespace
+    # (namespaces are tenants: a match must not tell one tenant what another's hidden data holds), or every
+    # namespace ("registry", for one organisation whose namespaces are teams; reports still hide names).
+    synthetic_match_scope: Literal["namespace", "registry"] = "namespace"
 
     @cached_property
     def resolved_database_url(self) -> str:

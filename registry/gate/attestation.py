@@ -22,6 +22,7 @@ from registry.audit.models import AuditEntry
 from registry.core.registry_key import RegistrySigner
 from registry.core.tables import utcnow
 from registry.gate import decisions as policy
+from registry.lineage.graph import CanRead
 from registry.policy.documents import policy_digest, policy_for
 from registry.policy.statements import ATTESTATION_TYPE, BUNDLE_MEDIA_TYPE, RECEIPT_TYPE
 from registry.trust import signatures
@@ -43,6 +44,7 @@ def receipt(
 
     It names its subject (the reference asked about, the artifact, version and manifest digest it resolved to)
     and echoes the caller's nonce, so a verifier can refuse a receipt about something else or from earlier.
+    Its checks are the decision's, worded in the caller's view (``decisions.evaluate(..., can_read=...)``).
     """
     now = utcnow()
     body = policy.decision_to_dict(decision)
@@ -82,13 +84,14 @@ def _commit_entry(session: Session, version: Version) -> AuditEntry | None:
 
 
 def bundle(
-    session: Session, signer: RegistrySigner, version: Version, log_id: str, *, requested_ref: str | None = None,
-    nonce: str | None = None,
+    session: Session, signer: RegistrySigner, version: Version, log_id: str, *, can_read: CanRead,
+    requested_ref: str | None = None, nonce: str | None = None,
 ) -> dict[str, Any]:
     """Everything a verifier needs to check this version offline.
 
     The attestation carries the facts ``/v1/verify`` decides from (``policy.attested_facts``), so the offline
     check runs the same engine on the same facts; ``requested_ref`` and ``nonce`` echo what the caller asked.
+    The facts are in the caller's view (``can_read``): the bundle names nothing the caller may not read.
     """
     label = {"artifact": f"{version.artifact.namespace}/{version.artifact.name}", "version": version.version}
     body, is_default = policy_for(session, version.artifact.namespace)
@@ -99,7 +102,7 @@ def bundle(
         "nonce": nonce,
         "manifest_digest": version.manifest_digest,
         "blake3": _blake3_digests(session, version),
-        **policy.attested_facts(session, version),
+        **policy.attested_facts(session, version, can_read=can_read),
         # Revocations can only make verification stricter, so an offline verifier may take them from here.
         "revoked_key_ids": sorted(k.key_id for k in signatures.keys_of(session, version.artifact.namespace)
                                   if k.revoked_at is not None),

@@ -16,6 +16,7 @@ from registry.artifacts import integrity as blob_integrity
 from registry.artifacts.models import Version
 from registry.artifacts.versions import version_manifest
 from registry.lineage import quarantine
+from registry.lineage.graph import CanRead
 from registry.policy import engine as policy_engine
 from registry.policy.documents import policy_digest, policy_for
 from registry.policy.engine import PolicyBody
@@ -43,17 +44,22 @@ class Decision:
         return self.result.checks
 
 
-def attested_facts(session: Session, version: Version) -> dict[str, Any]:
-    """The facts policy is decided from, as JSON: what ``/v1/verify`` uses and what bundles sign."""
+def attested_facts(session: Session, version: Version, *, can_read: CanRead) -> dict[str, Any]:
+    """The facts policy is decided from, as JSON: what ``/v1/verify`` uses and what bundles sign.
+
+    Computed in the caller's view (``can_read``): versions in namespaces the caller may not read keep their
+    weight in every fact but lose their names, reasons and who quarantined them. The registry's own callers
+    pass ``everyone``.
+    """
     results = scans.results_for(session, version.id)
     return {
         "scan": {
             "status": version.scan_status,
             "formats": {f.path: results[f.digest].format if f.digest in results else None for f in version.files},
         },
-        "quarantine": quarantine.quarantine_status(session, version),
+        "quarantine": quarantine.quarantine_status(session, version, can_read=can_read),
         # Lineage-declared synthetic share and a dataset's fingerprint match.
-        "synthetic": synthetic.summary(session, version),
+        "synthetic": synthetic.summary(session, version, can_read=can_read),
         # Paths whose stored bytes were found corrupt or missing (registry.blob_integrity): the "storage" check.
         "corrupt_files": blob_integrity.corrupt_files(session, version),
     }
@@ -67,8 +73,13 @@ def _observed_problems(version: Version, observed: dict[str, str]) -> list[str]:
     return problems
 
 
-def evaluate(session: Session, version: Version, observed: dict[str, str] | None = None) -> Decision:
-    """Evaluate the namespace policy for ``version`` (and, if given, the digests a job observed on disk)."""
+def evaluate(
+    session: Session, version: Version, observed: dict[str, str] | None = None, *, can_read: CanRead
+) -> Decision:
+    """Evaluate the namespace policy for ``version`` (and, if given, the digests a job observed on disk).
+
+    The decision does not depend on ``can_read``; only what the checks' details name does.
+    """
     namespace, name = version.artifact.namespace, version.artifact.name
     body, is_default = policy_for(session, namespace)
     manifest = version_manifest(version)
@@ -79,7 +90,7 @@ def evaluate(session: Session, version: Version, observed: dict[str, str] | None
         if result.ok:
             signers.update(result.signer_key_ids)
     facts = policy_engine.facts_from_attested(
-        f"{namespace}/{name}", version.version, attested_facts(session, version), signers,
+        f"{namespace}/{name}", version.version, attested_facts(session, version, can_read=can_read), signers,
         observed_problems=_observed_problems(version, observed) if observed is not None else None,
     )
     return Decision(version, body, is_default, policy_engine.decide(body, facts))

@@ -2,11 +2,16 @@
 
 HF repo ids are ``namespace/name`` artifacts: a model repo is an artifact of
 kind ``model``, a dataset repo one of kind ``dataset``. A revision is, in this
-order: a version name, an alias, a full commit id, ``main`` (the alias ``main``
-if one exists, else ``@latest``), or an unambiguous commit-id prefix of 7+ hex
-digits. Only committed versions that :func:`serving_decision` accepts are
-served (a quarantined one is not); anything else answers RevisionNotFound, one
-of the two errors that stop a client from silently using a stale cached copy.
+order: a full commit id (40 hex digits), a version name, an alias, ``main``
+(the alias ``main`` if one exists, else ``@latest``), or an unambiguous
+commit-id prefix of 7+ hex digits. A name never shadows a commit: a full
+commit id is looked up as one before any name (and new versions and aliases
+may not take 40-hex names at all), and a shorter hex revision that is both a
+name and a prefix of another version's commit id is refused as ambiguous
+rather than silently read as the name. Only committed versions that
+:func:`serving_decision` accepts are served (a quarantined one is not);
+anything else answers RevisionNotFound, one of the two errors that stop a
+client from silently using a stale cached copy.
 """
 
 from __future__ import annotations
@@ -148,46 +153,69 @@ _COMMITS_MAX = 50_000
 _COMMITS_LOCK = threading.Lock()
 
 
-def _by_commit(session: Session, ref: RepoRef, artifact: Artifact, revision: str) -> Version | None:
-    """The committed version whose commit id is (or, for 7+ hex digits, uniquely starts with) ``revision``."""
-    full = is_commit_id(revision)
-    if full:
-        with _COMMITS_LOCK:
-            cached = _COMMITS.get((artifact.id, revision))
-        if cached is not None:
-            hit = session.get(Version, cached)
-            if hit is not None and hit.state == COMMITTED and version_commit(ref, hit) == revision:
-                return hit
+def _commit_matches(session: Session, ref: RepoRef, artifact: Artifact, revision: str) -> list[int]:
+    """Ids of the committed versions whose commit id is (or starts with) ``revision``."""
     rows = session.execute(
         select(Version.id, Version.version, Version.manifest_digest).where(
             Version.artifact_id == artifact.id, Version.state == COMMITTED
         )
     )
-    matches = [vid for vid, name, digest in rows if commit_id(ref.repo, name, digest).startswith(revision)]
+    return [vid for vid, name, digest in rows if commit_id(ref.repo, name, digest).startswith(revision)]
+
+
+def _by_full_commit(session: Session, ref: RepoRef, artifact: Artifact, revision: str) -> Version | None:
+    """The committed version whose commit id is exactly ``revision`` (40 hex digits)."""
+    with _COMMITS_LOCK:
+        cached = _COMMITS.get((artifact.id, revision))
+    if cached is not None:
+        hit = session.get(Version, cached)
+        if hit is not None and hit.state == COMMITTED and version_commit(ref, hit) == revision:
+            return hit
+    matches = _commit_matches(session, ref, artifact, revision)
     if len(matches) != 1:
         return None
-    if full:
-        with _COMMITS_LOCK:
-            if len(_COMMITS) >= _COMMITS_MAX:
-                _COMMITS.clear()
-            _COMMITS[(artifact.id, revision)] = matches[0]
+    with _COMMITS_LOCK:
+        if len(_COMMITS) >= _COMMITS_MAX:
+            _COMMITS.clear()
+        _COMMITS[(artifact.id, revision)] = matches[0]
     return session.get(Version, matches[0])
 
 
-def find_revision(session: Session, ref: RepoRef, artifact: Artifact, revision: str) -> Version | None:
-    """The committed version an HF revision names, or None (see the module docstring for the order)."""
+def _by_name(session: Session, artifact: Artifact, revision: str) -> Version | None:
+    """The committed version a version name or an alias names."""
     version = _committed(find_version(session, artifact, revision))
     if version is not None:
         return version
     alias = find_alias(session, artifact, revision)
-    if alias is not None:
-        return _committed(alias.version)
-    if SHORT_COMMIT_ID.fullmatch(revision):
-        return _by_commit(session, ref, artifact, revision)
-    if revision == MAIN:
-        latest = find_alias(session, artifact, LATEST)
-        return _committed(latest.version) if latest is not None else None
-    return None
+    return _committed(alias.version) if alias is not None else None
+
+
+def find_revision(session: Session, ref: RepoRef, artifact: Artifact, revision: str) -> Version | None:
+    """The committed version an HF revision names, or None (see the module docstring for the order).
+
+    Raises RevisionNotFound for a short hex revision that is both a name and a commit-id prefix of another
+    version: either reading could be what the caller meant, and guessing would serve the wrong bytes.
+    """
+    if is_commit_id(revision):
+        by_commit = _by_full_commit(session, ref, artifact, revision)
+        if by_commit is not None:
+            return by_commit
+    named = _by_name(session, artifact, revision)
+    if is_commit_id(revision) or not SHORT_COMMIT_ID.fullmatch(revision):
+        if named is None and revision == MAIN:
+            latest = find_alias(session, artifact, LATEST)
+            return _committed(latest.version) if latest is not None else None
+        return named
+    matches = _commit_matches(session, ref, artifact, revision)
+    if named is not None:
+        if any(vid != named.id for vid in matches):
+            raise _revision_not_found(
+                ref.repo, revision,
+                f"ambiguous: {revision!r} is a version or alias name and also the start of another version's "
+                "commit id; name the version you mean by its full 40-hex commit id",
+            )
+        return named
+    return session.get(Version, matches[0]) if len(matches) == 1 else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,23 +2,25 @@
 
 Stored once, on the quarantined version; "affected" is derived by walking up
 from the version being read, so a descendant committed or linked after the
-quarantine is affected too, and lifting it needs no clean-up. Reads cost one
-indexed probe while no quarantine is active (the usual case).
+quarantine is affected too, and lifting it needs no clean-up. A quarantine
+also covers every version of its namespace with the same manifest digest (the
+same bytes pushed again under another name). Reads cost one indexed probe while
+no quarantine is active (the usual case).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, case, func, select
+from sqlalchemy.orm import Session, aliased
 
-from registry.artifacts.models import Version
+from registry.artifacts.models import Artifact, Version
 from registry.artifacts.versions import COMMITTED
 from registry.audit import log as audit
 from registry.core.errors import ApiError
 from registry.core.tables import utcnow
-from registry.lineage.graph import MAX_PAGE, WALK_LIMIT, CanRead, NodeIndex, everyone, impact, walk
+from registry.lineage.graph import MAX_PAGE, WALK_LIMIT, CanRead, NodeIndex, everyone, impact, reach, walk
 from registry.lineage.models import Quarantine
 
 
@@ -47,31 +49,45 @@ def _quarantine_dict(q: Quarantine) -> dict[str, Any]:
 def quarantine_status(session: Session, version: Version, *, can_read: CanRead = everyone) -> dict[str, Any] | None:
     """``None`` if clean; else ``quarantined`` (this version) or ``affected`` (an ancestor is), with why.
 
-    One cheap probe first: with no active quarantine anywhere (the usual case) there is nothing to walk.
+    A quarantine follows the content within its namespace: a version whose manifest digest equals that of a
+    quarantined version of the same namespace is quarantined too (``same_content_as`` names the original), so
+    re-pushing the bytes under another name does not escape it. Across namespaces it never reaches, so it
+    reveals nothing about another tenant. One cheap probe first: with no active quarantine anywhere (the usual
+    case) there is nothing to walk; otherwise one query over the ancestors.
     """
     if session.scalar(select(Quarantine.id).where(Quarantine.lifted_at.is_(None)).limit(1)) is None:
         return None
     walked = walk([version.id], up=True, depth=WALK_LIMIT)
+    held, held_artifact = aliased(Version), aliased(Artifact)
+    node, node_artifact = aliased(Version), aliased(Artifact)
     rows = session.execute(
-        select(Quarantine, walked.c.depth)
-        .join(walked, walked.c.node == Quarantine.version_id)
+        select(Quarantine, walked.c.depth, walked.c.node)
+        .join(held, held.id == Quarantine.version_id)
+        .join(held_artifact, held_artifact.id == held.artifact_id)
+        .join(node, node.manifest_digest == held.manifest_digest)
+        .join(node_artifact, and_(node_artifact.id == node.artifact_id,
+                                  node_artifact.namespace == held_artifact.namespace))
+        .join(walked, walked.c.node == node.id)
         .where(Quarantine.lifted_at.is_(None))
-        .order_by(walked.c.depth, Quarantine.id)
+        .order_by(walked.c.depth, case((walked.c.node == Quarantine.version_id, 0), else_=1), Quarantine.id)
     ).all()
     if not rows:
         return None
-    nearest: dict[int, tuple[Quarantine, int]] = {}
-    for q, depth in rows:
-        nearest.setdefault(q.id, (q, depth))
-    nodes = NodeIndex.load(session, [q.version_id for q, _ in nearest.values()], [])
+    nearest: dict[int, tuple[Quarantine, int, int]] = {}
+    for q, depth, via in rows:
+        nearest.setdefault(q.id, (q, depth, via))
+    nodes = NodeIndex.load(session, [i for q, _, via in nearest.values() for i in (q.version_id, via)], [])
     sources: list[dict[str, Any]] = []
-    for q, depth in nearest.values():
-        key = nodes.version_key(q.version_id, can_read)
+    for q, depth, via in nearest.values():
+        key = nodes.version_key(via, can_read)
         if key.startswith("hidden:"):
             sources.append({"version": None, "hidden": True, "depth": depth})
-        else:
-            sources.append({"version": key, "depth": depth, **_quarantine_dict(q)})
-    status = "quarantined" if any(depth == 0 for _, depth in nearest.values()) else "affected"
+            continue
+        source: dict[str, Any] = {"version": key, "depth": depth}
+        if via != q.version_id:
+            source["same_content_as"] = nodes.version_key(q.version_id, can_read)
+        sources.append({**source, **_quarantine_dict(q)})
+    status = "quarantined" if any(depth == 0 for _, depth, _ in nearest.values()) else "affected"
     return {"status": status, "sources": sources}
 
 
@@ -79,11 +95,15 @@ def describe_status(status: dict[str, Any], label: str) -> str:
     """One human line: why this version is quarantined or affected."""
     first = status["sources"][0]
     if status["status"] == "quarantined":
-        return f"{label} is quarantined: {first.get('reason')} (by {first.get('by')} at {first.get('at')})"
+        same = (f"it has the same content as quarantined {first['same_content_as']}: "
+                if first.get("same_content_as") else "")
+        return f"{label} is quarantined: {same}{first.get('reason')} (by {first.get('by')} at {first.get('at')})"
     named = [s for s in status["sources"] if not s.get("hidden")]
     if not named:
         return f"{label} descends from a quarantined version you cannot read"
-    return f"{label} is affected: it descends from quarantined {named[0]['version']} ({named[0].get('reason')})" + (
+    same = f", which has the same content as {named[0]['same_content_as']}" if named[0].get("same_content_as") else ""
+    return (f"{label} is affected: it descends from quarantined {named[0]['version']}{same} "
+            f"({named[0].get('reason')})") + (
         f" and {len(status['sources']) - 1} more" if len(status["sources"]) > 1 else ""
     )
 
@@ -100,6 +120,9 @@ def quarantine_version(session: Session, version: Version, *, reason: str, actor
     session.add(row)
     session.flush()
     summary = impact(session, version, can_read=everyone, limit=100)
+    # Whoever may read this artifact reads its audit history: name only this namespace, count the rest.
+    own = f"{version.artifact.namespace}/"
+    aliases = [a["alias"] for a in summary["aliases"] if a["alias"] and a["alias"].startswith(own)]
     audit.record(
         session,
         action="version.quarantined",
@@ -111,11 +134,39 @@ def quarantine_version(session: Session, version: Version, *, reason: str, actor
             "quarantine_id": row.id,
             "reason": reason,
             "manifest_digest": version.manifest_digest,
+            "same_content_versions": _same_content(session, version),
             "affected_versions": summary["total_versions"],
-            "affected_aliases": [a["alias"] for a in summary["aliases"][:100]],
+            "affected_versions_elsewhere": _descendants_elsewhere(session, version),
+            "affected_aliases": aliases[:100],
+            "affected_aliases_elsewhere": len(summary["aliases"]) - len(aliases),
         },
     )
     return {"version": _label(version), "quarantine": _quarantine_dict(row), "impact": summary}
+
+
+def _same_content(session: Session, version: Version) -> list[str]:
+    """Other versions of the namespace with the same manifest digest: the quarantine covers them too."""
+    rows = session.execute(
+        select(Artifact.name, Version.version)
+        .join(Artifact, Artifact.id == Version.artifact_id)
+        .where(Version.manifest_digest == version.manifest_digest, Version.id != version.id,
+               Artifact.namespace == version.artifact.namespace, Version.state == COMMITTED)
+        .order_by(Version.id)
+        .limit(100)
+    )
+    return [f"{version.artifact.namespace}/{name}@{ref}" for name, ref in rows]
+
+
+def _descendants_elsewhere(session: Session, version: Version) -> int:
+    """How many committed descendants live in other namespaces (counted, never named, in the audit entry)."""
+    reached = reach(walk([version.id], up=False, depth=WALK_LIMIT))
+    return session.scalar(
+        select(func.count())
+        .select_from(reached)
+        .join(Version, Version.id == reached.c.node)
+        .join(Artifact, Artifact.id == Version.artifact_id)
+        .where(reached.c.depth > 0, Version.state == COMMITTED, Artifact.namespace != version.artifact.namespace)
+    ) or 0
 
 
 def lift_quarantine(session: Session, version: Version, *, reason: str, actor: str) -> dict[str, Any]:

@@ -210,9 +210,13 @@ def _describe_quarantine(held: Mapping[str, Any], label: str) -> str:
     sources = [s for s in held.get("sources") or [] if isinstance(s, dict)] or [{}]
     first = sources[0]
     if held.get("status") == "quarantined":
-        return f"{label} is quarantined: {first.get('reason')} (by {first.get('by')} at {first.get('at')})"
+        same = (f"it has the same content as quarantined {first['same_content_as']}: "
+                if first.get("same_content_as") else "")
+        return f"{label} is quarantined: {same}{first.get('reason')} (by {first.get('by')} at {first.get('at')})"
     named = [s for s in sources if s.get("version") and not s.get("hidden")]
     if not named:
         return f"{label} descends from a quarantined version you cannot read"
     more = f" and {len(sources) - 1} more" if len(sources) > 1 else ""
-    return f"{label} is affected: it descends from quarantined {named[0]['version']} ({named[0].get('reason')}){more}"
+    same = f", which has the same content as {named[0]['same_content_as']}" if named[0].get("same_content_as") else ""
+    return (f"{label} is affected: it descends from quarantined {named[0]['version']}{same} "
+            f"({named[0].get('reason')}){more}")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import or_, select, text
@@ -106,20 +106,46 @@ def results_for(session: Session, version_id: int) -> dict[str, ScanResult]:
     return {r.blob_digest: r for r in rows}
 
 
-def history_for(session: Session, version_id: int, per_file: int = HISTORY_PER_FILE) -> dict[str, list[ScanResult]]:
-    """Every stored result for each blob of one version (any scanner version), newest first."""
-    digests = list(session.scalars(select(VersionFile.digest).where(VersionFile.version_id == version_id)))
-    history: dict[str, list[ScanResult]] = {d: [] for d in digests}
-    if not digests:
-        return history
-    rows = session.scalars(
-        select(ScanResult).where(ScanResult.blob_digest.in_(digests), ScanResult.scanner == SCANNER_NAME)
-        .order_by(ScanResult.id.desc())
-    )
-    for row in rows:
-        if len(history[row.blob_digest]) < per_file:
-            history[row.blob_digest].append(row)
-    return history
+def _scan_times(session: Session, version_id: int) -> list[datetime]:
+    """When each finished scan of this version (commit, rescan, refresh) ended, oldest first."""
+    return [t for t in session.scalars(
+        select(ScanJob.finished_at).where(ScanJob.version_id == version_id, ScanJob.state == DONE)
+        .order_by(ScanJob.finished_at)
+    ) if t is not None]
+
+
+def seen_by_version(session: Session, version_id: int) -> dict[str, list[tuple[ScanResult, datetime]]]:
+    """For each blob of one version, the results its own scans decided from, oldest first, each with the end of
+    the first of those scans that used it.
+
+    Blobs are shared, so a blob's results may come from another namespace's push, before or after this version.
+    Only what this version's scans used is shown, and at the time they ended: a verdict reused from an earlier
+    upload reads exactly like one first scanned for this version, so neither its time nor its history reveals
+    that the bytes existed elsewhere. The verdict itself is the shared one (same bytes, same verdict).
+    """
+    digests = list(dict.fromkeys(session.scalars(
+        select(VersionFile.digest).where(VersionFile.version_id == version_id)
+    )))
+    seen: dict[str, list[tuple[ScanResult, datetime]]] = {d: [] for d in digests}
+    times = _scan_times(session, version_id)
+    if not digests or not times:
+        return seen
+    rows: dict[str, list[ScanResult]] = {d: [] for d in digests}
+    for row in session.scalars(
+        select(ScanResult).where(ScanResult.blob_digest.in_(digests), ScanResult.scanner == SCANNER_NAME,
+                                 ScanResult.created_at <= times[-1]).order_by(ScanResult.id)
+    ):
+        rows[row.blob_digest].append(row)
+    for digest, results in rows.items():
+        used: dict[int, tuple[ScanResult, datetime]] = {}
+        for t in times:
+            before = [r for r in results if r.created_at <= t]
+            current = [r for r in before if r.scanner_version == SCANNER_VERSION]
+            if before:  # what _finish took: the latest current-scanner result, else the latest of any
+                pick = (current or before)[-1]
+                used.setdefault(pick.id, (pick, t))
+        seen[digest] = list(used.values())
+    return seen
 
 
 def _finish(session: Session, job: ScanJob, actor: str, contamination: Verdict | None = None) -> None:
@@ -257,24 +283,27 @@ def run_once(ctx: RegistryContext, worker: str | None = None) -> bool:
     return True
 
 
-def _result_to_dict(r: ScanResult) -> dict[str, Any]:
+def _result_to_dict(r: ScanResult, at: datetime) -> dict[str, Any]:
     return {"verdict": r.verdict, "format": r.format, "scanner": f"{r.scanner}/{r.scanner_version}",
-            "scanned_at": r.created_at.isoformat(), "findings": r.findings}
+            "scanned_at": at.isoformat(), "findings": r.findings}
 
 
 def version_scan_summary(session: Session, version: Version, *, can_read: CanRead = everyone) -> dict[str, Any]:
-    """Each file's latest verdict, plus its earlier results (``history``, newest first; rescans add to it)."""
-    results = results_for(session, version.id)
-    history = history_for(session, version.id)
+    """Each file's verdict from this version's latest finished scan, plus the earlier ones (``history``, newest
+    first; rescans add to it). ``scanned_at`` is when that scan of this version ended (see ``seen_by_version``):
+    empty while the first scan runs."""
+    seen = seen_by_version(session, version.id)
     files = []
     for f in version.files:
-        r = results.get(f.digest)
+        used = seen.get(f.digest, [])
+        latest = used[-1] if used and used[-1][0].scanner_version == SCANNER_VERSION else None
+        earlier = used[:-1] if latest is not None else used
         files.append({
             "path": f.path, "digest": f.digest,
-            "verdict": r.verdict if r else None, "format": r.format if r else None,
-            "findings": r.findings if r else [],
-            "scanned_at": r.created_at.isoformat() if r else None,
-            "history": [_result_to_dict(h) for h in history.get(f.digest, []) if r is None or h.id != r.id],
+            "verdict": latest[0].verdict if latest else None, "format": latest[0].format if latest else None,
+            "findings": latest[0].findings if latest else [],
+            "scanned_at": latest[1].isoformat() if latest else None,
+            "history": [_result_to_dict(r, at) for r, at in reversed(earlier[-HISTORY_PER_FILE:])],
         })
     return {"status": version.scan_status, "scanner": f"{SCANNER_NAME}/{SCANNER_VERSION}",
             "scanned_with": f"{SCANNER_NAME}/{version.scanner_version}" if version.scanner_version else None,

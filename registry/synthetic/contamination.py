@@ -7,9 +7,12 @@ process (never the API process):
    lines, CSV, Parquet or text from content; blobs have no names) with the
    text field ``MIR_SYNTHETIC_TEXT_FIELD`` (default ``text``); a JSON lines or
    Parquet file without it falls back to its only string field.
-2. They are matched against the fingerprint index of every dataset registered
-   as synthetic (a ``generated_by`` edge), rebuilt from the
-   ``synthetic_fingerprints`` rows; the version's own rows are left out.
+2. They are matched against the fingerprint index of the datasets registered
+   as synthetic (a ``generated_by`` edge) in the version's own namespace, or in
+   every namespace with ``MIR_SYNTHETIC_MATCH_SCOPE=registry``, rebuilt from the
+   ``synthetic_fingerprints`` rows; the version's own rows are left out. The
+   default keeps a match from telling one tenant which records another
+   tenant's hidden data holds.
 3. If the version itself has a ``generated_by`` edge, its records are
    fingerprinted into those rows (replacing any from an earlier attempt), so
    later uploads are matched against it.
@@ -76,8 +79,11 @@ def _label(version: Version) -> str:
 # -- the SQL-backed index --------------------------------------------------------------------------------------
 
 
-def load_index(session: Session, *, exclude_version: int | None = None) -> FingerprintIndex:
-    """Every stored synthetic fingerprint (except ``exclude_version``'s) in a fresh in-memory index."""
+def load_index(
+    session: Session, *, exclude_version: int | None = None, namespace: str | None = None
+) -> FingerprintIndex:
+    """The stored synthetic fingerprints of ``namespace`` (None: every namespace), except ``exclude_version``'s,
+    in a fresh in-memory index."""
     index = FingerprintIndex()
     num_perm = index.config.num_perm
     labels: dict[int, str] = {}
@@ -89,6 +95,10 @@ def load_index(session: Session, *, exclude_version: int | None = None) -> Finge
     )
     if exclude_version is not None:
         query = query.where(SyntheticFingerprint.version_id != exclude_version)
+    if namespace is not None:
+        query = query.where(SyntheticFingerprint.version_id.in_(
+            select(Version.id).join(Artifact, Artifact.id == Version.artifact_id).where(Artifact.namespace == namespace)
+        ))
     rows = session.execute(query)
     for chunk in rows.partitions(_LOAD_CHUNK):
         missing = {r.version_id for r in chunk} - set(labels)
@@ -199,7 +209,8 @@ def analyse(ctx: RegistryContext, version_id: int) -> Verdict | None:
                                [e.parent_external_id for e in edges])
         generators = [nodes.key_of(e.parent_version_id, e.parent_external_id) for e in edges]
         label = _label(version)
-        index = load_index(s, exclude_version=version.id)
+        scope = version.artifact.namespace if ctx.settings.synthetic_match_scope == "namespace" else None
+        index = load_index(s, exclude_version=version.id, namespace=scope)
     settings = ctx.settings
     field = settings.synthetic_text_field
     own: FingerprintIndex | None = None

@@ -1,7 +1,7 @@
 """The deploy gate against an attacker on the network path: a tampering proxy in front of the real registry.
 
 ``ns/llm@1`` is allowed; ``ns/llm@2`` has exactly the same files and
-signatures but is quarantined, so the registry denies it. Whatever the proxy
+signatures but descends from a quarantined version, so the registry denies it. Whatever the proxy
 does to the answers about ``@2``, the CLI (``mir verify --policy``, ``mir run
 --verify``) and ``load_verified`` must refuse it, and they must refuse stale
 bundles.
@@ -34,7 +34,7 @@ class Setup:
     src: Path
     proxy: TamperingProxy
     allowed: str  # ns/llm@1
-    denied: str  # ns/llm@2, quarantined
+    denied: str  # ns/llm@2, same files, but fine-tuned from a quarantined version
 
     def verify(self, ref: str) -> Any:
         return self.ns.verify(ref, self.src, MIR_URL=self.proxy.url)
@@ -44,9 +44,11 @@ class Setup:
 def setup(server: LiveServer, tmp_path: Path) -> Iterator[Setup]:
     ns = Namespace(server, tmp_path, f"tamper{tmp_path.name[-8:].replace('_', '').lower()}")
     src = safetensors_model(tmp_path / "m")
+    # (A quarantine of llm@2 itself would cover llm@1 too: a quarantine follows identical content.)
+    ns.push(safetensors_model(tmp_path / "base", seed=1), f"{ns.name}/base@1")
+    ns.client.json("POST", f"/v1/artifacts/{ns.name}/base/versions/1/quarantine", json={"reason": "bad data"})
     ns.push(src, f"{ns.name}/llm@1")
-    ns.push(src, f"{ns.name}/llm@2")
-    ns.client.json("POST", f"/v1/artifacts/{ns.name}/llm/versions/2/quarantine", json={"reason": "bad data"})
+    ns.push(src, f"{ns.name}/llm@2", lineage=[{"type": "fine_tuned_from", "parent": {"ref": f"{ns.name}/base@1"}}])
     with tampering_proxy(server.url) as proxy:
         yield Setup(ns, src, proxy, f"{ns.name}/llm@1", f"{ns.name}/llm@2")
 

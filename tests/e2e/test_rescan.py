@@ -7,6 +7,7 @@ every file's result is ``error``; the second server, on the same database and bl
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,10 @@ def _clean_model(root: Path) -> Path:
     save_file({"w": np.ones((4, 4), dtype=np.float32)}, str(root / "model.safetensors"))
     (root / "config.json").write_text('{"a": 1}')
     return root
+
+
+def _at(result: dict[str, Any]) -> datetime:
+    return datetime.fromisoformat(result["scanned_at"])
 
 
 def _wait_status(client: MirClient, ref: str, wanted: str, timeout: float = 120) -> dict[str, Any]:
@@ -62,12 +67,17 @@ def test_rescan_clears_a_transient_error_and_keeps_history(backend: str, tmp_pat
             _wait_status(client, "other/copy@1", "clean")
 
             report = client.json("GET", "/v1/artifacts/flaky/model/versions/1/scans")
-            for f in report["files"]:
+            copied = client.json("GET", "/v1/artifacts/other/copy/versions/1/scans")
+            for f in report["files"] + copied["files"]:
                 assert f["verdict"] == "clean" and f["scanned_at"]
-                # Both first scans failed (the copy's commit retried the shared blobs, since an error is never
-                # reused); the rescan's clean result is the latest, the errors stay as history.
-                assert [h["verdict"] for h in f["history"]] == ["error", "error"]
+                # Each version's first scan failed (the copy's commit retried the shared blobs, since an error is
+                # never reused); the rescan's clean result is the latest, the version's own error stays as
+                # history. The other namespace's error is not in it: history shows only this version's scans.
+                assert [h["verdict"] for h in f["history"]] == ["error"]
                 assert "timed out" in str(f["history"][0]["findings"])
+                assert _at(f["history"][0]) < _at(f)
+            first = {f["path"]: _at(f["history"][0]) for f in report["files"]}
+            assert all(first[f["path"]] < _at(f["history"][0]) for f in copied["files"])
             assert report["scanned_with"] == report["scanner"]
 
             assert client.quarantine_status("flaky/evil@1")["status"] == "quarantined"

@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -13,7 +15,8 @@ import pytest
 from registry.client.http import MirClient, MirError
 from signing.manifest import FileEntry, Manifest
 from tests.e2e.test_synthetic_e2e import edge, model_dir, sentences, wait_scanned, write_jsonl
-from tests.support.server import LiveServer
+from tests.support.databases import BACKENDS, database_url
+from tests.support.server import LiveServer, live_server
 from tests.support.trees import make_tree
 
 SECRET = b"weights that only the private namespace has " + os.urandom(64)
@@ -123,8 +126,11 @@ def test_the_upload_route_does_not_skip_bytes_the_namespace_lacks(server: LiveSe
         assert empty.json()["error"]["code"] in ("size_mismatch", "upload_incomplete")
 
 
-def test_synthetic_reports_hide_what_the_caller_cannot_read(server: LiveServer, tmp_path: Path) -> None:
-    """A copy of another tenant's generated data is flagged, but the report names nothing of that tenant."""
+def _copy_of_another_tenants_generated_data(server: LiveServer, tmp_path: Path) -> list[dict[str, Any]]:
+    """secretlab registers generated data; copyns pushes 20 of those records and 10 new ones.
+
+    Returns what copyns sees: its synthetic report, its scans and its version.
+    """
     generated = sentences(21, 30)
     with MirClient(server.url, server.admin_token) as admin:
         admin.push(model_dir(tmp_path / "gm", 7), "secretlab/generator@1")
@@ -136,18 +142,65 @@ def test_synthetic_reports_hide_what_the_caller_cannot_read(server: LiveServer, 
     with MirClient(server.url, copier) as client:
         client.push(write_jsonl(tmp_path / "copy", generated[:20] + sentences(22, 10)), "copyns/copy@1",
                     kind="dataset")
-        assert wait_scanned(client, "copyns/copy@1")["scan_status"] == "suspicious"
-        answers = [
+        wait_scanned(client, "copyns/copy@1")
+        return [
             client.json("GET", "/v1/artifacts/copyns/copy/versions/1/synthetic"),
             client.json("GET", "/v1/artifacts/copyns/copy/versions/1/scans"),
             client.show_version("copyns/copy@1"),
         ]
+
+
+def test_synthetic_matching_stays_inside_the_namespace(server: LiveServer, tmp_path: Path) -> None:
+    """By default an upload is matched only against its own namespace's synthetic data: no membership oracle."""
+    answers = _copy_of_another_tenants_generated_data(server, tmp_path)
+    fingerprint = answers[0]["fingerprint"]
+    assert answers[2]["scan_status"] == "clean"
+    assert fingerprint["status"] == "clean" and fingerprint["matched_fraction"] == 0
+    assert fingerprint["per_dataset"] == {} and fingerprint["examples"] == []
+    for answer in answers:
+        assert "secretlab" not in json.dumps(answer) and "hidden" not in json.dumps(answer)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_registry_wide_matching_hides_what_the_caller_cannot_read(backend: str, tmp_path: Path) -> None:
+    """MIR_SYNTHETIC_MATCH_SCOPE=registry: the copy is flagged, but the report names nothing of that tenant."""
+    env = {"MIR_SYNTHETIC_MATCH_SCOPE": "registry"}
+    with database_url(backend, tmp_path) as url, live_server(url, tmp_path, env=env) as live:
+        answers = _copy_of_another_tenants_generated_data(live, tmp_path)
+        with MirClient(live.url, live.admin_token) as admin:
+            seen = admin.json("GET", "/v1/artifacts/copyns/copy/versions/1/synthetic")["fingerprint"]
+    assert answers[2]["scan_status"] == "suspicious"
     fingerprint = answers[0]["fingerprint"]
     assert fingerprint["matched_fraction"] == pytest.approx(20 / 30)
     assert fingerprint["per_dataset"] == {"hidden": 20} and fingerprint["per_generator"] == {"hidden": 20}
     assert all(e["dataset_ref"] == "hidden" and e["matched_ordinal"] is None for e in fingerprint["examples"])
     for answer in answers:
         assert "secretlab" not in json.dumps(answer)
-    with MirClient(server.url, server.admin_token) as admin:
-        seen = admin.json("GET", "/v1/artifacts/copyns/copy/versions/1/synthetic")["fingerprint"]
     assert seen["per_dataset"] == {"secretlab/gen-data@1": 20}
+
+
+def test_scan_times_do_not_reveal_that_a_digest_existed_elsewhere(server: LiveServer, tmp_path: Path) -> None:
+    """A file another tenant pushed earlier shares its verdict, but not its scan time or history: it reads
+    exactly like a file first scanned for this version."""
+    shared = json.dumps({"shared": os.urandom(8).hex()}).encode()
+    with MirClient(server.url, server.admin_token) as admin:
+        admin.push(make_tree(tmp_path / "early", {"config.json": shared}), "early/model@1")
+        wait_scanned(admin, "early/model@1")
+        before = admin.json("GET", "/v1/artifacts/early/model/versions/1/scans")
+        late_token = admin.create_token("latecomer", ["write:late"])["token"]
+    own = json.dumps({"own": os.urandom(8).hex()}).encode()
+    with MirClient(server.url, late_token) as late:
+        late.push(make_tree(tmp_path / "late", {"config.json": shared, "own.json": own}), "late/model@1")
+        committed = datetime.fromisoformat(wait_scanned(late, "late/model@1")["committed_at"])
+        report = late.json("GET", "/v1/artifacts/late/model/versions/1/scans")
+    with MirClient(server.url, server.admin_token) as admin:
+        after = admin.json("GET", "/v1/artifacts/early/model/versions/1/scans")
+    (early,) = before["files"]
+    files = {f["path"]: f for f in report["files"]}
+    inherited, fresh = files["config.json"], files["own.json"]
+    assert datetime.fromisoformat(early["scanned_at"]) < committed, "the test needs the earlier upload to be older"
+    assert inherited["verdict"] == early["verdict"] == fresh["verdict"] == "clean"  # same bytes, same verdict
+    assert datetime.fromisoformat(inherited["scanned_at"]) >= committed
+    assert inherited["history"] == [] == fresh["history"]
+    assert inherited.keys() == fresh.keys() and inherited["scanned_at"] == fresh["scanned_at"]
+    assert after == before, "a later push of the same bytes shows nothing in the earlier version either"

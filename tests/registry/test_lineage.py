@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 from typing import Any
@@ -13,6 +14,7 @@ from prov.model import ProvDocument
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
+from registry.artifacts.holdings import record_holding
 from registry.artifacts.models import Version
 from registry.artifacts.versions import (
     COMMITTED,
@@ -20,6 +22,7 @@ from registry.artifacts.versions import (
     get_or_create_artifact,
     move_alias,
     open_version,
+    record_blob,
 )
 from registry.audit.models import AuditEntry
 from registry.auth.tokens import Principal
@@ -31,7 +34,7 @@ from registry.lineage import exports, quarantine
 from registry.lineage import graph as lineage_graph
 from registry.lineage.models import LineageEdge
 from registry.push.commit import commit_version
-from signing.manifest import Manifest
+from signing.manifest import FileEntry, Manifest
 from tests.support.service import Reg, edge
 
 HF_SHA = "0123456789abcdef0123456789abcdef01234567"
@@ -40,11 +43,24 @@ ADMIN = Principal(token_id=1, name="admin", scopes=frozenset({"admin"}))
 ALICE = Principal(token_id=2, name="alice", scopes=frozenset({"write:acme"}))
 
 
+def _content(s: Session, reg: Reg, reference: str) -> Manifest:
+    """A one-file manifest of its own per version (a quarantine follows identical content within a namespace)."""
+    data = reference.encode()
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    if not reg.blobs.exists(digest, len(data)):
+        writer = reg.blobs.writer(digest, len(data))
+        writer.write(data)
+        writer.commit()
+    record_blob(s, digest, len(data))
+    record_holding(s, parse_ref(reference).namespace, [digest])
+    return Manifest.from_entries([FileEntry("weights.bin", len(data), digest)])
+
+
 def open_(s: Session, reg: Reg, reference: str, decls: list[dict[str, Any]], *, who: Principal = ADMIN,
           kind: str = "model") -> tuple[Version, bool]:
     ref = parse_ref(reference, require_ref=True)
     art = get_or_create_artifact(s, ref.namespace, ref.name, kind, who.name)
-    version, resumed = open_version(s, reg.blobs, art, ref.ref or "", Manifest.from_entries([]), actor=who.name)
+    version, resumed = open_version(s, reg.blobs, art, ref.ref or "", _content(s, reg, reference), actor=who.name)
     parsed = lineage.parse_declarations(decls)
     lineage.declare_at_open(s, version, parsed, can_read=who.can_read, actor=who.name, resumed=resumed)
     return version, resumed

@@ -14,6 +14,7 @@ from registry.audit.models import AuditEntry
 from registry.core.names import parse_ref
 from registry.gate import decisions as policy
 from registry.lineage import edges as lineage
+from registry.lineage.graph import everyone
 from registry.policy import documents
 from registry.policy.synthetic_limits import check_limits
 from registry.push.commit import commit_version
@@ -169,18 +170,18 @@ def test_policy_limits_on_models_and_datasets(chain: Reg) -> None:
         model = s.scalar(select(Version).join(Version.artifact).where(Version.version == "1").where(
             Version.artifact.has(name="mix")))
         assert model is not None
-        check = next(c for c in policy.evaluate(s, model).checks if c.check == "synthetic data")
+        check = next(c for c in policy.evaluate(s, model, can_read=everyone).checks if c.check == "synthetic data")
         assert not check.ok and "40.0% synthetic" in check.detail and "exceeds the limit 30.0%" in check.detail
         human = s.scalar(select(Version).where(Version.artifact.has(name="human")))
         assert human is not None
-        check = next(c for c in policy.evaluate(s, human).checks if c.check == "synthetic data")
+        check = next(c for c in policy.evaluate(s, human, can_read=everyone).checks if c.check == "synthetic data")
         assert not check.ok and "contamination analysis has not finished" in check.detail
         limits = documents.parse_policy({"max_synthetic_fraction": 0.5, "max_recursion_depth": 1})
         documents.set_policy(s, "syn", limits, "admin")
     with chain.session() as s:
         model = s.scalar(select(Version).where(Version.artifact.has(name="mix")))
         assert model is not None
-        check = next(c for c in policy.evaluate(s, model).checks if c.check == "synthetic data")
+        check = next(c for c in policy.evaluate(s, model, can_read=everyone).checks if c.check == "synthetic data")
         assert not check.ok and check.detail == "recursion depth 2 exceeds the limit 1"
 
 
@@ -219,6 +220,8 @@ def test_fingerprints_round_trip_through_sql(reg: Reg) -> None:
     with reg.session() as s:
         index = load_index(s)
         assert load_index(s, exclude_version=gen).sources == []
+        assert len(load_index(s, namespace="fp")) == 50
+        assert load_index(s, namespace="other").sources == []  # another namespace's data is never matched
     assert len(index) == 50 and index.dataset_refs == {"fp/gen@1"}
     report = index.match_dataset([texts[3], texts[7].replace("weather", "climate"), "a completely different "
                                   "sentence about trains and their timetables"])
