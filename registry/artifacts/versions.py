@@ -17,6 +17,7 @@ from registry.artifacts import integrity as blob_integrity
 from registry.artifacts.holdings import held_by
 from registry.artifacts.models import Alias, AliasEvent, Artifact, Blob, Version, VersionFile
 from registry.audit import log as audit
+from registry.audit.models import AuditEntry
 from registry.core.blobstore import LocalBlobStore
 from registry.core.chunks import ChunkList
 from registry.core.errors import ApiError, not_found
@@ -27,6 +28,21 @@ from signing.manifest import Manifest
 OPEN = "open"
 COMMITTED = "committed"
 LATEST = "latest"
+
+
+def version_label(version: Version) -> str:
+    """``namespace/name@version``: how messages and audit details name a version."""
+    return f"{version.artifact.namespace}/{version.artifact.name}@{version.version}"
+
+
+def record_version_event(
+    session: Session, version: Version, *, action: str, actor: str, details: dict[str, Any]
+) -> AuditEntry:
+    """Append an audit entry about ``version`` (its artifact and version filled in from the row)."""
+    return audit.record(
+        session, action=action, actor=actor, namespace=version.artifact.namespace, name=version.artifact.name,
+        version=version.version, details=details,
+    )
 
 
 def find_artifact(session: Session, namespace: str, name: str) -> Artifact | None:
@@ -182,10 +198,8 @@ def record_blob(
 def abort_version(session: Session, version: Version, *, actor: str) -> None:
     if version.state == COMMITTED:
         raise ApiError(409, "version_exists", "committed versions cannot be deleted")
-    audit.record(
-        session, action="version.aborted", actor=actor, namespace=version.artifact.namespace,
-        name=version.artifact.name, version=version.version, details={"manifest_digest": version.manifest_digest},
-    )
+    record_version_event(session, version, action="version.aborted", actor=actor,
+        details={"manifest_digest": version.manifest_digest})
     session.delete(version)
 
 

@@ -20,8 +20,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from registry.artifacts.models import Version
-from registry.artifacts.versions import COMMITTED, find_alias, find_artifact, find_version
-from registry.audit import log as audit
+from registry.artifacts.versions import (
+    COMMITTED,
+    find_alias,
+    find_artifact,
+    find_version,
+    record_version_event,
+    version_label,
+)
 from registry.core.errors import ApiError
 from registry.core.names import InvalidNameError, parse_ref
 from registry.core.schemas import HuggingFaceSource, LineageDeclaration, LineageParent, UrlSource
@@ -33,10 +39,6 @@ DECLARED = "declared"
 RECORDED = "recorded"
 _LOCK_KEY = 0x6D69726C  # "mirl": one PostgreSQL advisory lock serialises edges added after push
 _E = LineageEdge.__table__
-
-
-def _label(version: Version) -> str:
-    return f"{version.artifact.namespace}/{version.artifact.name}@{version.version}"
 
 
 # -- declarations -------------------------------------------------------------------------------------------
@@ -195,7 +197,7 @@ def declare_at_open(
             raise ApiError(
                 409,
                 "open_version_conflict",
-                f"{_label(version)} is already open with different lineage; abort it (DELETE) to start over",
+                f"{version_label(version)} is already open with different lineage; abort it (DELETE) to start over",
             )
         return list(stored)
     edges = [
@@ -224,10 +226,13 @@ def check_at_commit(session: Session, version: Version, *, actor: str) -> None:
         for pid in parent_ids:
             if states.get(pid) != COMMITTED:
                 raise ApiError(
-                    409, "lineage_parent_not_committed", f"a declared parent of {_label(version)} is not committed"
+                    409, "lineage_parent_not_committed",
+                    f"a declared parent of {version_label(version)} is not committed",
                 )
         if reaches(session, parent_ids, version.id, up=True):
-            raise ApiError(409, "lineage_cycle", f"the lineage declared for {_label(version)} would form a cycle")
+            raise ApiError(
+                409, "lineage_cycle", f"the lineage declared for {version_label(version)} would form a cycle"
+            )
     nodes = NodeIndex.load(session, parent_ids, [e.parent_external_id for e in edges if e.parent_external_id])
     declared = [
         {
@@ -238,18 +243,10 @@ def check_at_commit(session: Session, version: Version, *, actor: str) -> None:
         }
         for e in edges
     ]
-    audit.record(
-        session,
-        action="lineage.declared",
-        actor=actor,
-        namespace=version.artifact.namespace,
-        name=version.artifact.name,
-        version=version.version,
-        details={
+    record_version_event(session, version, action="lineage.declared", actor=actor, details={
             "edge_count": len(declared),
             "lineage_digest": "sha256:" + hashlib.sha256(canonicalize(declared)).hexdigest(),
-        },
-    )
+        })
 
 
 def _lock_graph(session: Session) -> None:
@@ -269,7 +266,9 @@ def add_edge(
 ) -> LineageEdge:
     """Add an edge to a committed version after the fact: checked for cycles, appended, audited."""
     if child.state != COMMITTED:
-        raise ApiError(409, "version_not_committed", f"{_label(child)} is not committed; declare lineage with the push")
+        raise ApiError(
+            409, "version_not_committed", f"{version_label(child)} is not committed; declare lineage with the push"
+        )
     _lock_graph(session)
     parent = resolve_parent(session, declaration.parent, can_read=can_read, where="edge", child=child)
     if parent.version is not None and (
@@ -278,7 +277,7 @@ def add_edge(
         raise ApiError(
             409,
             "lineage_cycle",
-            f"{_label(parent.version)} descends from {_label(child)}: the edge would form a cycle",
+            f"{version_label(parent.version)} descends from {version_label(child)}: the edge would form a cycle",
         )
     version_id, external_id = parent.key
     same_parent = (
@@ -288,26 +287,18 @@ def add_edge(
         select(_E.c.id).where(_E.c.child_version_id == child.id, _E.c.type == declaration.type, same_parent)
     )
     if exists is not None:
-        raise ApiError(409, "edge_exists", f"{_label(child)} already has this {declaration.type} edge")
+        raise ApiError(409, "edge_exists", f"{version_label(child)} already has this {declaration.type} edge")
     edge = _new_edge(child, declaration.type, parent, declaration.attributes, origin=origin, at_push=False, actor=actor)
     session.add(edge)
     session.flush()
     nodes = NodeIndex.load(session, [version_id] if version_id is not None else [], [external_id])
-    audit.record(
-        session,
-        action="lineage.edge_added",
-        actor=actor,
-        namespace=child.artifact.namespace,
-        name=child.artifact.name,
-        version=child.version,
-        details={
+    record_version_event(session, child, action="lineage.edge_added", actor=actor, details={
             "edge_id": edge.id,
             "type": edge.type,
             "parent": nodes.key_of(edge.parent_version_id, edge.parent_external_id),
             "attributes": edge.attributes,
             "origin": origin,
-        },
-    )
+        })
     return edge
 
 

@@ -16,16 +16,11 @@ from sqlalchemy import and_, case, func, select
 from sqlalchemy.orm import Session, aliased
 
 from registry.artifacts.models import Artifact, Version
-from registry.artifacts.versions import COMMITTED
-from registry.audit import log as audit
+from registry.artifacts.versions import COMMITTED, record_version_event, version_label
 from registry.core.errors import ApiError
 from registry.core.tables import utcnow
 from registry.lineage.graph import MAX_PAGE, WALK_LIMIT, CanRead, NodeIndex, everyone, impact, reach, walk
 from registry.lineage.models import Quarantine
-
-
-def _label(version: Version) -> str:
-    return f"{version.artifact.namespace}/{version.artifact.name}@{version.version}"
 
 
 def active_quarantine(session: Session, version: Version) -> Quarantine | None:
@@ -111,11 +106,13 @@ def describe_status(status: dict[str, Any], label: str) -> str:
 def quarantine_version(session: Session, version: Version, *, reason: str, actor: str) -> dict[str, Any]:
     """Quarantine a committed version; its descendants become affected at once. Admin-only (the router checks)."""
     if version.state != COMMITTED:
-        raise ApiError(409, "version_not_committed", f"{_label(version)} is not committed")
+        raise ApiError(409, "version_not_committed", f"{version_label(version)} is not committed")
     session.execute(select(Version.id).where(Version.id == version.id).with_for_update())
     existing = active_quarantine(session, version)
     if existing is not None:
-        raise ApiError(409, "already_quarantined", f"{_label(version)} is already quarantined: {existing.reason}")
+        raise ApiError(
+            409, "already_quarantined", f"{version_label(version)} is already quarantined: {existing.reason}"
+        )
     row = Quarantine(version_id=version.id, reason=reason, created_by=actor)
     session.add(row)
     session.flush()
@@ -123,14 +120,7 @@ def quarantine_version(session: Session, version: Version, *, reason: str, actor
     # Whoever may read this artifact reads its audit history: name only this namespace, count the rest.
     own = f"{version.artifact.namespace}/"
     aliases = [a["alias"] for a in summary["aliases"] if a["alias"] and a["alias"].startswith(own)]
-    audit.record(
-        session,
-        action="version.quarantined",
-        actor=actor,
-        namespace=version.artifact.namespace,
-        name=version.artifact.name,
-        version=version.version,
-        details={
+    record_version_event(session, version, action="version.quarantined", actor=actor, details={
             "quarantine_id": row.id,
             "reason": reason,
             "manifest_digest": version.manifest_digest,
@@ -139,9 +129,8 @@ def quarantine_version(session: Session, version: Version, *, reason: str, actor
             "affected_versions_elsewhere": _descendants_elsewhere(session, version),
             "affected_aliases": aliases[:100],
             "affected_aliases_elsewhere": len(summary["aliases"]) - len(aliases),
-        },
-    )
-    return {"version": _label(version), "quarantine": _quarantine_dict(row), "impact": summary}
+        })
+    return {"version": version_label(version), "quarantine": _quarantine_dict(row), "impact": summary}
 
 
 def _same_content(session: Session, version: Version) -> list[str]:
@@ -173,21 +162,14 @@ def lift_quarantine(session: Session, version: Version, *, reason: str, actor: s
     session.execute(select(Version.id).where(Version.id == version.id).with_for_update())
     row = active_quarantine(session, version)
     if row is None:
-        raise ApiError(409, "not_quarantined", f"{_label(version)} is not quarantined")
+        raise ApiError(409, "not_quarantined", f"{version_label(version)} is not quarantined")
     row.lifted_at = utcnow()
     row.lifted_by = actor
     row.lift_reason = reason
     session.flush()
-    audit.record(
-        session,
-        action="version.unquarantined",
-        actor=actor,
-        namespace=version.artifact.namespace,
-        name=version.artifact.name,
-        version=version.version,
-        details={"quarantine_id": row.id, "reason": reason, "manifest_digest": version.manifest_digest},
-    )
-    return {"version": _label(version), "quarantine": _quarantine_dict(row)}
+    record_version_event(session, version, action="version.unquarantined", actor=actor,
+        details={"quarantine_id": row.id, "reason": reason, "manifest_digest": version.manifest_digest})
+    return {"version": version_label(version), "quarantine": _quarantine_dict(row)}
 
 
 def list_quarantines(session: Session, *, active_only: bool = True) -> list[dict[str, Any]]:
@@ -216,7 +198,7 @@ def download_gate(
     status = quarantine_status(session, version, can_read=can_read)
     if status is None or status["status"] != "quarantined":
         return status
-    label = _label(version)
+    label = version_label(version)
     if not override:
         raise ApiError(
             403,
@@ -227,17 +209,9 @@ def download_gate(
         )
     if not is_admin:
         raise ApiError(403, "forbidden", f"only an admin token may download quarantined {label}")
-    audit.record(
-        session,
-        action="version.quarantine_override",
-        actor=actor,
-        namespace=version.artifact.namespace,
-        name=version.artifact.name,
-        version=version.version,
-        details={
+    record_version_event(session, version, action="version.quarantine_override", actor=actor, details={
             "path": path,
             "manifest_digest": version.manifest_digest,
             "quarantine_id": status["sources"][0].get("id"),
-        },
-    )
+        })
     return status

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from registry.artifacts import versions
 from registry.artifacts.models import Version
-from registry.audit import log as audit
+from registry.artifacts.versions import record_version_event
 from registry.core.blobstore import LocalBlobStore
 from registry.core.errors import ApiError
 from registry.core.registry_key import RegistrySigner
@@ -50,11 +50,8 @@ def commit_version(
     if signer is not None:
         signatures.countersign(session, signer, version, manifest)
     scan_queue.enqueue(session, version)
-    audit.record(
-        session, action="version.committed", actor=actor, namespace=version.artifact.namespace,
-        name=version.artifact.name, version=version.version,
+    record_version_event(session, version, action="version.committed", actor=actor,
         details={"manifest_digest": version.manifest_digest, "file_count": version.file_count,
-                 "total_size": version.total_size},
-    )
+                 "total_size": version.total_size})
     versions.move_alias(session, version.artifact, versions.LATEST, version, actor=actor, reason="commit")
     return version

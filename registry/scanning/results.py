@@ -19,7 +19,7 @@ from sqlalchemy import or_, select, text
 from sqlalchemy.orm import Session
 
 from registry.artifacts.models import Version, VersionFile
-from registry.artifacts.versions import COMMITTED
+from registry.artifacts.versions import COMMITTED, record_version_event
 from registry.audit import log as audit
 from registry.core.context import RegistryContext
 from registry.core.tables import utcnow
@@ -267,9 +267,8 @@ def run_once(ctx: RegistryContext, worker: str | None = None) -> bool:
             assert version is not None
             version.scan_status = Verdict.ERROR.value
             version.scanner_version = SCANNER_VERSION  # tried with this scanner: no automatic retry loop
-            audit.record(session, action="scan.failed", actor=f"scan-worker {worker}",
-                         namespace=version.artifact.namespace, name=version.artifact.name, version=version.version,
-                         details={"error": job.error})
+            record_version_event(session, version, action="scan.failed", actor=f"scan-worker {worker}",
+                details={"error": job.error})
             return True
     try:
         process(ctx, job_id, f"scan-worker {worker}")

@@ -42,7 +42,7 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
 from registry.artifacts.models import Artifact, Version
-from registry.audit import log as audit
+from registry.artifacts.versions import record_version_event, version_label
 from registry.core.context import RegistryContext
 from registry.core.settings import Settings
 from registry.core.tables import utcnow
@@ -70,10 +70,6 @@ log = logging.getLogger("mir.contamination")
 _LOAD_CHUNK = 5000
 _INSERT_CHUNK = 1000
 MAX_GENERATOR_LABEL = 400
-
-
-def _label(version: Version) -> str:
-    return f"{version.artifact.namespace}/{version.artifact.name}@{version.version}"
 
 
 # -- the SQL-backed index --------------------------------------------------------------------------------------
@@ -208,7 +204,7 @@ def analyse(ctx: RegistryContext, version_id: int) -> Verdict | None:
         nodes = NodeIndex.load(s, [e.parent_version_id for e in edges if e.parent_version_id is not None],
                                [e.parent_external_id for e in edges])
         generators = [nodes.key_of(e.parent_version_id, e.parent_external_id) for e in edges]
-        label = _label(version)
+        label = version_label(version)
         scope = version.artifact.namespace if ctx.settings.synthetic_match_scope == "namespace" else None
         index = load_index(s, exclude_version=version.id, namespace=scope)
     settings = ctx.settings
@@ -257,8 +253,7 @@ def flag_limits(session: Session, version: Version, actor: str) -> dict[str, Any
         return None
     details = {"reason": result[1], "max_synthetic_fraction": body.max_synthetic_fraction,
                "max_recursion_depth": body.max_recursion_depth, "manifest_digest": version.manifest_digest}
-    audit.record(session, action="synthetic.limit_exceeded", actor=actor, namespace=version.artifact.namespace,
-                 name=version.artifact.name, version=version.version, details=details)
+    record_version_event(session, version, action="synthetic.limit_exceeded", actor=actor, details=details)
     return details
 
 
