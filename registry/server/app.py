@@ -21,6 +21,7 @@ from registry.server.access import enforce_route_rule
 from registry.server.openapi import include_options, install_openapi
 from registry.web.headers import HeaderGuardMiddleware
 from registry.web.limits import V1_STREAMED_PATH, BodyLimitMiddleware
+from registry.web.nul_guard import NulGuardMiddleware
 
 meta = APIRouter(tags=["meta"])
 
@@ -62,6 +63,7 @@ def create_app(settings: Settings | None = None, ctx: RegistryContext | None = N
         app.include_router(router, **include_options(router))
     install_openapi(app)
 
+    app.add_middleware(NulGuardMiddleware, streamed=_streamed_paths())  # inside the body cap: buffers capped bodies
     app.add_middleware(
         BodyLimitMiddleware, max_bytes=settings.max_request_json_bytes, streamed=_streamed_paths()
     )

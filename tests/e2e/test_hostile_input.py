@@ -82,6 +82,37 @@ def test_quarantine_reason_with_control_characters_in_download_headers(server: L
     assert "leak\\x7f of \\x1b[31m PII \\u202e in rows" in response.headers["x-hf-warning"]  # U+0085: a space
 
 
+# -- NUL characters (PostgreSQL text cannot hold them) ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/v1/audit/entries?action=version.commit%00x",
+        "/v1/audit/entries?after=0&action=%C2%AF%00%C3%81",
+        "/v1/artifacts?q=a%00b",
+        "/v1/artifacts/acme/x/versions/1/lineage?direction=up%00",
+        "/api/models?search=a%00b",
+    ],
+)
+def test_nul_in_a_query_is_a_clear_400_on_both_databases(server: LiveServer, url: str) -> None:
+    """Schemathesis found ``action=...%00...`` reaching PostgreSQL and answering 500 (SQLite took it)."""
+    response = httpx.get(server.url + url, headers={"Authorization": f"Bearer {server.admin_token}"})
+    assert "NUL" in error_of(response, 400, "invalid_request")
+
+
+def test_nul_in_a_json_string_is_refused_and_stores_nothing(http: httpx.Client, server: LiveServer) -> None:
+    before = http.get("/v1/tokens").json()
+    raw = rb'{"name": "nul\\u0000-ok\u0000bad", "scopes": ["read:acme"]}'
+    response = http.post("/v1/tokens", content=raw, headers={"content-type": "application/json"})
+    assert "NUL" in error_of(response, 400, "invalid_request")
+    assert http.get("/v1/tokens").json() == before
+    escaped_backslash = rb'{"name": "nul-text\\u0000", "scopes": ["read:acme"]}'  # the six characters \u0000
+    response = http.post("/v1/tokens", content=escaped_backslash, headers={"content-type": "application/json"})
+    assert response.status_code == 201, response.text
+    assert response.json()["name"] == "nul-text\\u0000"
+
+
 # -- request size limits -----------------------------------------------------------------------------
 
 
