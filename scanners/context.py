@@ -17,7 +17,8 @@ from collections.abc import Callable
 from scanners.compression import Budget
 from scanners.errors import BombError, ScanError
 from scanners.limits import Limits
-from scanners.pickle_scan import VALID_OPCODES, PickleAnalyzer
+from scanners.pickle_ops import VALID_OPCODES
+from scanners.pickle_scan import PickleAnalyzer
 from scanners.report import Finding, Report, Verdict, worst
 from scanners.sniff import SNIFF_BYTES, Kind, sniff, text_ok
 from scanners.source import CHUNK, Reader, Window

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING
 
 from scanners.context import check_text_rest
 from scanners.errors import MalformedError, ScanError
-from scanners.pickle_scan import VALID_OPCODES, PickleAnalyzer, PickleResult, is_pickle_start
+from scanners.pickle_ops import VALID_OPCODES
+from scanners.pickle_scan import PickleAnalyzer, PickleResult, is_pickle_start
 from scanners.pickle_values import Const, GlobalRef, Seq, Val, const_int, const_str
 from scanners.report import Finding, Verdict
 from scanners.sniff import SNIFF_BYTES, looks_like_text

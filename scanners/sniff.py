@@ -8,7 +8,8 @@ import struct
 import zlib
 from enum import StrEnum
 
-from scanners.pickle_scan import VALID_OPCODES, is_pickle_start
+from scanners.pickle_ops import VALID_OPCODES
+from scanners.pickle_scan import is_pickle_start
 
 SNIFF_BYTES = 4096
 """How many leading bytes :func:`sniff` wants to see."""

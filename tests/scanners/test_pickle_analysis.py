@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import pickletools
 import struct
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 
 from scanners import Limits, Verdict, scan_bytes, scan_path
 from scanners.globals_policy import classify, fix_imports
+from scanners.pickle_ops import FAMILIES, VALID_OPCODES
 from tests.scanners.corpus import (
     P,
     Reduce,
@@ -337,3 +339,20 @@ def test_plain_pickled_tensor_nested_checkpoint_is_scanned() -> None:
         + bytes([len(os_system_pickle(2))]) + os_system_pickle(2) + P.TUPLE1 + P.REDUCE + P.STOP
     )  # fmt: skip
     assert scan_bytes(data).verdict is Verdict.MALICIOUS
+
+
+# -- the opcode table ----------------------------------------------------------------------------------
+def test_the_opcode_table_covers_exactly_what_cpython_knows() -> None:
+    """Every opcode of every protocol has one handler; no byte outside CPython's set is accepted."""
+    cpython = {op.code.encode("latin-1") for op in pickletools.opcodes}
+    handled = [code for family in FAMILIES.values() for code in family]
+    assert len(handled) == len(set(handled)), "an opcode is claimed by two families"
+    assert set(handled) == cpython
+    assert {code[0] for code in cpython} == VALID_OPCODES
+
+
+@pytest.mark.parametrize("byte", sorted(set(range(256)) - {ord(op.code) for op in pickletools.opcodes}))
+def test_a_byte_that_is_no_opcode_is_malformed(byte: int) -> None:
+    report = scan_bytes(b"\x80\x04" + bytes([byte]) + b".", name="x.pkl")
+    assert report.verdict is Verdict.ERROR, report
+    assert any("invalid pickle opcode" in f.message for f in report.findings), report.findings
