@@ -74,7 +74,13 @@ Handler = Callable[["PickleMachine"], bool]
 
 
 class PickleMachine:
-    """Symbolic unpickler state for one pickle, and the checks its opcodes share."""
+    """Symbolic unpickler state for one pickle, and the checks its opcodes share.
+
+    A subclass supplies ``HANDLERS`` (one per opcode byte, None where the byte is no opcode): the machine
+    cannot import the opcode families, which are written against it.
+    """
+
+    HANDLERS: Sequence[Handler | None] = ()
 
     def __init__(
         self,
@@ -86,10 +92,8 @@ class PickleMachine:
         nested: NestedScan | None = None,
         report_threshold: Verdict = Verdict.SUSPICIOUS,
         container_cap: int = CONTAINER_ITEMS,
-        handlers: Sequence[Handler | None],
     ) -> None:
         self.r = reader
-        self.handlers = handlers  # indexed by opcode byte; None where the byte is no opcode
         self.cap = container_cap
         self.member = member
         self.limits = limits
@@ -130,7 +134,7 @@ class PickleMachine:
     # -- the loop ---------------------------------------------------------------------------------
     def _loop(self) -> Val:
         r = self.r
-        handlers = self.handlers
+        handlers = self.HANDLERS
         check_every = 0xFFFF
         ops = 0
         try:
@@ -347,9 +351,9 @@ class PickleMachine:
         count = math.prod(d for d in dims if d is not None)
         self.joblib_arrays += 1
         if has_object:
-            inner = PickleMachine(
+            inner = type(self)(
                 self.r, member=self.member, limits=self.limits, sink=self.sink, nested=self.nested,
-                report_threshold=self.report_threshold, handlers=self.handlers,
+                report_threshold=self.report_threshold,
             )
             inner.run()
             return

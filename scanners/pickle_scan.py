@@ -22,32 +22,14 @@ are skipped (and re-read from the file only if they reach a loader).
 from __future__ import annotations
 
 from scanners.errors import ScanError
-from scanners.limits import Limits
-from scanners.pickle_machine import FindingSink, GlobalUse, NestedScan, PickleMachine, PickleResult
+from scanners.pickle_machine import GlobalUse, PickleMachine, PickleResult
 from scanners.pickle_ops import OPCODE_HANDLERS
-from scanners.pickle_values import CONTAINER_ITEMS
-from scanners.report import Verdict
-from scanners.source import Reader
 
 
 class PickleAnalyzer(PickleMachine):
     """Runs one pickle (from the reader's position to its STOP) symbolically, with every opcode known."""
 
-    def __init__(
-        self,
-        reader: Reader,
-        *,
-        member: str,
-        limits: Limits,
-        sink: FindingSink,
-        nested: NestedScan | None = None,
-        report_threshold: Verdict = Verdict.SUSPICIOUS,
-        container_cap: int = CONTAINER_ITEMS,
-    ) -> None:
-        super().__init__(
-            reader, member=member, limits=limits, sink=sink, nested=nested, report_threshold=report_threshold,
-            container_cap=container_cap, handlers=OPCODE_HANDLERS,
-        )
+    HANDLERS = OPCODE_HANDLERS
 
 
 def is_pickle_start(head: bytes) -> bool:

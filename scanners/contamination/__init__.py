@@ -1,4 +1,4 @@
-"""Synthetic-data contamination detectors (issue 6, layers 2 and 3).
+"""Synthetic-data contamination detectors (layers 2 and 3: fingerprints and a statistical detector).
 
 Layer 2, fingerprints: ``FingerprintIndex`` keeps exact hashes and MinHash
 signatures of every record of datasets registered as synthetic, labelled with
