@@ -35,6 +35,9 @@ BLAKE3_THREADED_MIN_SIZE = 16 << 20
 T = TypeVar("T")
 R = TypeVar("R")
 
+HashProgress = Callable[[int, int], Callable[[int], None]]
+"""Given (file count, total bytes) once a tree is listed, returns what is called with each hashed chunk's size."""
+
 
 class UnsupportedAlgorithmError(ValueError):
     """A hash algorithm we do not implement (only sha256 and blake3 are)."""
@@ -84,6 +87,7 @@ def hash_range(
     threads: int = 1,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     buffer: bytearray | None = None,
+    on_bytes: Callable[[int], None] | None = None,
 ) -> tuple[int, str]:
     """Hash bytes ``[start, end)`` of a file (to EOF if ``end`` is None): (bytes read, hex digest).
 
@@ -108,6 +112,8 @@ def hash_range(
                     break
                 hasher.update(view[:n])
                 total += n
+                if on_bytes is not None:
+                    on_bytes(n)
                 if remaining is not None:
                     remaining -= n
     except OSError as exc:
@@ -154,8 +160,12 @@ def hash_tree_files(
     workers: int | None = None,
     *,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
+    on_bytes: Callable[[int], None] | None = None,
 ) -> list[FileEntry]:
-    """Hash already-listed files in parallel; the sizes recorded are the bytes actually hashed."""
+    """Hash already-listed files in parallel; the sizes recorded are the bytes actually hashed.
+
+    ``on_bytes`` is called (from the hashing threads) with each chunk's size, for a progress display.
+    """
     check_algorithm(algorithm)
     n_workers = workers if workers is not None else default_workers()
     if n_workers < 1:
@@ -172,7 +182,8 @@ def hash_tree_files(
         if buf is None:
             buf = buffers.buf = bytearray(chunk_size)
         size, hexdigest = hash_range(
-            tree_file.source, 0, None, algorithm, threads=threads, chunk_size=chunk_size, buffer=buf
+            tree_file.source, 0, None, algorithm, threads=threads, chunk_size=chunk_size, buffer=buf,
+            on_bytes=on_bytes,
         )
         return FileEntry(path=tree_file.path, size=size, digest=f"{algorithm}:{hexdigest}")
 
@@ -187,12 +198,16 @@ def hash_directory(
     *,
     ignore_paths: Iterable[str] = DEFAULT_IGNORE_PATHS,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
+    progress: HashProgress | None = None,
 ) -> Manifest:
     """The manifest (path, size, whole-file digest) of every regular file under ``root``.
 
-    ``workers`` defaults to the number of usable cores. Raises TreeError for an
+    ``workers`` defaults to the number of usable cores. ``progress``, once the files are listed, is told how
+    many there are and their total size, and returns what counts the bytes hashed. Raises TreeError for an
     unsafe tree, HashingError for an unreadable file, UnsupportedAlgorithmError.
     """
     check_algorithm(algorithm)
     files = list_files(Path(root), ignore_paths)
-    return Manifest.from_entries(hash_tree_files(files, algorithm, workers, chunk_size=chunk_size))
+    on_bytes = progress(len(files), sum(f.size for f in files)) if progress is not None else None
+    entries = hash_tree_files(files, algorithm, workers, chunk_size=chunk_size, on_bytes=on_bytes)
+    return Manifest.from_entries(entries)

@@ -132,12 +132,16 @@ def export_lineage(
     ctx: Context,
     principal: CurrentPrincipal,
     format: Literal["prov", "openlineage"] = Query("prov"),
+    direction: Literal["up", "down"] = Query("up", description="ancestors (up) or descendants (down)"),
     depth: int = Query(lineage_graph.MAX_QUERY_DEPTH, ge=1, le=lineage_graph.MAX_QUERY_DEPTH),
 ) -> dict[str, Any] | list[dict[str, Any]]:
-    """The ancestry as W3C PROV-JSON (a document) or OpenLineage (a list of RunEvents)."""
+    """The ancestors or descendants as W3C PROV-JSON (a document) or OpenLineage (a list of RunEvents)."""
     with ctx.transaction() as s:
         row = _resolve(s, principal, namespace, name, ref)
-        kwargs: dict[str, Any] = {"base_url": ctx.settings.base_url, "depth": depth, "can_read": principal.can_read}
+        kwargs: dict[str, Any] = {
+            "base_url": ctx.settings.base_url, "depth": depth, "can_read": principal.can_read,
+            "up": direction == "up",
+        }
         if format == "prov":
             return exports.to_prov(s, row, **kwargs)
         return exports.to_openlineage(s, row, **kwargs)

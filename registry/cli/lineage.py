@@ -191,7 +191,9 @@ def register(app: typer.Typer) -> None:
         if export is not None:
             if export not in ("prov", "openlineage"):
                 raise _fail(f"--export {export!r}: use prov or openlineage")
-            data = _client_call(lambda c: c.export_lineage(reference, export, depth=depth))
+            data = _client_call(
+                lambda c: c.export_lineage(reference, export, direction="up" if up else "down", depth=depth)
+            )
             if export == "prov":
                 print(json.dumps(data, indent=2))
             else:

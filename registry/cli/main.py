@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -31,7 +32,7 @@ from signing.manifest import InvalidManifestError
 from signing.paths import InvalidPathError
 from signing.tree import TreeError
 
-app = typer.Typer(help="mir — the model integrity registry", no_args_is_help=True, add_completion=False)
+app = typer.Typer(help="mir — the model integrity registry", no_args_is_help=True)
 alias_app = typer.Typer(help="Move, remove and inspect aliases (@prod, @latest, ...)", no_args_is_help=True)
 token_app = typer.Typer(help="Create, list and revoke API tokens", no_args_is_help=True)
 app.add_typer(alias_app, name="alias")
@@ -40,6 +41,21 @@ app.add_typer(token_app, name="token")
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 T = TypeVar("T")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        out.print(f"mir {package_version('mir')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _program(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="print mir's version and exit")
+    ] = False,
+) -> None:
+    """mir — the model integrity registry."""
 
 
 @contextmanager
@@ -129,7 +145,7 @@ def push(
             raise typer.Exit(2) from exc
         bars = RichProgress()
         with bars.running(), MirClient() as client:
-            manifest = hash_directory(directory)
+            manifest = hash_directory(directory, progress=bars.hashing)
             result = client.push(
                 directory, reference, kind=kind, description=description, progress=bars, manifest=manifest,
                 sign_with=private, lineage=declared,

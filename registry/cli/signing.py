@@ -85,7 +85,13 @@ def read_passphrase(passphrase_env: str | None, *, confirm: bool = False) -> str
         if not value:
             raise UsageError(f"environment variable {passphrase_env} is empty")
         return value
-    value = typer.prompt("Key passphrase", hide_input=True, confirmation_prompt=confirm)
+    try:
+        value = typer.prompt("Key passphrase", hide_input=True, confirmation_prompt=confirm)
+    except typer.Abort:  # end of input: no terminal, nothing piped in
+        raise UsageError(
+            "no passphrase: there is no terminal to ask on; put it in an environment variable and pass "
+            "--passphrase-env NAME"
+        ) from None
     if not value:
         raise UsageError("the passphrase must not be empty")
     return str(value)

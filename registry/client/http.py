@@ -56,6 +56,7 @@ class MirClient:
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+        self._registry_confirmed = False
 
     def close(self) -> None:
         self._http.close()
@@ -74,12 +75,41 @@ class MirClient:
         except httpx.TransportError as exc:
             raise MirError("unreachable", f"cannot reach the registry at {self.url}: {exc}") from exc
         if response.status_code >= 400:
+            if response.status_code in (404, 405) and not self._answers_as_registry():
+                raise self._not_a_registry(f"{method} {path} got HTTP {response.status_code}")
             raise _error_from(response)
         return response
 
     def json(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self.request(method, path, **kwargs)
-        return response.json() if response.content else None
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            raise self._not_a_registry(f"{method} {path} answered something that is not JSON") from None
+
+    def _answers_as_registry(self) -> bool:
+        """Whether GET /v1/health answers the way mir does: asked only after a 404, to tell a missing
+        artifact from a URL that points somewhere else (a wrong path prefix, another web server)."""
+        if self._registry_confirmed:
+            return True
+        try:
+            response = self._http.get("/v1/health")
+            body = response.json()
+        except (httpx.HTTPError, ValueError):
+            return False
+        self._registry_confirmed = (
+            response.status_code == 200 and isinstance(body, dict) and body.get("service") == "mir"
+        )
+        return self._registry_confirmed
+
+    def _not_a_registry(self, what: str) -> MirError:
+        return MirError(
+            "not_a_registry",
+            f"{self.url} does not answer as a mir registry ({what}, and GET {self.url}/v1/health did not answer "
+            "as mir). Check MIR_URL, or run `mir login URL` with the registry's address",
+        )
 
     # -- reads --------------------------------------------------------------------------------------
 
@@ -207,9 +237,10 @@ class MirClient:
             versions.extend(page["versions"])
         return {**page, "versions": versions, "next": None}
 
-    def export_lineage(self, reference: str, fmt: str = "prov", *, depth: int = 100) -> Any:
-        """The ancestry as a PROV-JSON document (``prov``) or a list of OpenLineage RunEvents (``openlineage``)."""
-        params = {"format": fmt, "depth": depth}
+    def export_lineage(self, reference: str, fmt: str = "prov", *, direction: str = "up", depth: int = 100) -> Any:
+        """The ancestors (``up``) or descendants (``down``) as a PROV-JSON document (``prov``) or a list of
+        OpenLineage RunEvents (``openlineage``)."""
+        params = {"format": fmt, "direction": direction, "depth": depth}
         return self.json("GET", self._version_url(reference, "/lineage/export"), params=params)
 
     def quarantine_status(self, reference: str) -> dict[str, Any]:
@@ -280,11 +311,14 @@ class MirClient:
         for entry in manifest.files:
             if entry.digest in missing and entry.digest not in todo:
                 todo[entry.digest] = (root / entry.path, entry.size)
-        advance = progress.task(f"upload {len(todo)} file(s)", sum(size for _p, size in todo.values()))
-        with ThreadPoolExecutor(max_workers=max(1, parallel_uploads)) as pool:
-            futures = [pool.submit(self.upload_blob, reference, d, p, advance) for d, (p, _s) in todo.items()]
-            for future in futures:
-                future.result()
+        if todo:
+            advance = progress.task(f"upload {len(todo)} file(s)", sum(size for _p, size in todo.values()))
+            with ThreadPoolExecutor(max_workers=max(1, parallel_uploads)) as pool:
+                futures = [pool.submit(self.upload_blob, reference, d, p, advance) for d, (p, _s) in todo.items()]
+                for future in futures:
+                    future.result()
+        else:
+            progress.note(f"nothing to upload: all {len(manifest.files)} file(s) already stored")
         committed = self.commit(reference)
         committed["uploaded_blobs"] = len(todo)
         committed["reused_blobs"] = len({f.digest for f in manifest.files}) - len(todo)

@@ -16,10 +16,16 @@ Advance = Callable[[int], None]
 class Progress(Protocol):
     def task(self, description: str, total: int) -> Advance: ...
 
+    def note(self, text: str) -> None:
+        """A one-line message where there is no transfer to show (e.g. nothing to upload)."""
+
 
 class NoProgress:
     def task(self, description: str, total: int) -> Advance:
         return lambda _n: None
+
+    def note(self, text: str) -> None:
+        pass
 
 
 class RichProgress:
@@ -49,6 +55,13 @@ class RichProgress:
     def task(self, description: str, total: int) -> Advance:
         task_id = self._bars.add_task(description, total=total)
         return lambda n: self._bars.advance(task_id, n)
+
+    def note(self, text: str) -> None:
+        self._bars.console.print(text, highlight=False, markup=False)
+
+    def hashing(self, file_count: int, total: int) -> Advance:
+        """A bar for hashing a tree before a push (``signing.hashing.HashProgress``)."""
+        return self.task(f"hash {file_count} file(s)", total)
 
     @contextmanager
     def running(self) -> Iterator[RichProgress]:

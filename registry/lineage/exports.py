@@ -1,6 +1,7 @@
-"""A version's ancestry in the formats lineage tools already read: W3C PROV-JSON and OpenLineage run events.
+"""A version's lineage in the formats lineage tools already read: W3C PROV-JSON and OpenLineage run events.
 
-Both are views of the same walk (``lineage_graph.walk_edges`` going up). Each
+Both are views of the same walk (``lineage_graph.walk_edges``), up to the
+ancestors or down to the descendants. Each
 child version is the output of one production "run" whose inputs are its
 parents; every edge keeps its type and attributes. PROV-JSON is built with the
 ``prov`` library (the W3C model's reference Python implementation), so the
@@ -31,12 +32,12 @@ VERSION_FACET_SCHEMA = (
 PRODUCER = f"urn:mir:registry:{__version__}"
 
 
-class _Ancestry:
-    """The edges above a version (bounded) and the nodes they mention, with read permissions applied."""
+class _Walk:
+    """The edges above (or below) a version, bounded, and the nodes they mention, with read permissions applied."""
 
-    def __init__(self, session: Session, version: Version, *, depth: int, can_read: CanRead) -> None:
+    def __init__(self, session: Session, version: Version, *, depth: int, can_read: CanRead, up: bool) -> None:
         depth = max(1, min(depth, MAX_QUERY_DEPTH))
-        self.rows: list[EdgeRow] = walk_edges(session, version.id, up=True, depth=depth, limit=MAX_EXPORT_EDGES + 1)
+        self.rows: list[EdgeRow] = walk_edges(session, version.id, up=up, depth=depth, limit=MAX_EXPORT_EDGES + 1)
         if len(self.rows) > MAX_EXPORT_EDGES:
             raise ApiError(413, "lineage_too_large", f"more than {MAX_EXPORT_EDGES} edges; export with a smaller depth")
         self.root = version.id
@@ -70,13 +71,15 @@ def _prov_value(value: Any) -> Any:
     return json.dumps(value) if isinstance(value, list) else value
 
 
-def to_prov(session: Session, version: Version, *, base_url: str, depth: int, can_read: CanRead) -> dict[str, Any]:
+def to_prov(
+    session: Session, version: Version, *, base_url: str, depth: int, can_read: CanRead, up: bool = True
+) -> dict[str, Any]:
     """PROV-JSON: versions and external sources are entities, each child's production is an activity.
 
     ``used`` and ``wasDerivedFrom`` carry the edge type (``mir:trained_on``, ...) and its attributes,
     ``wasGeneratedBy`` the commit time, ``wasAssociatedWith``/``wasAttributedTo`` the pusher.
     """
-    ancestry = _Ancestry(session, version, depth=depth, can_read=can_read)
+    walk = _Walk(session, version, depth=depth, can_read=can_read, up=up)
     base = base_url.rstrip("/")
     doc = ProvDocument()
     doc.add_namespace("mir", f"{base}/ns/lineage#")
@@ -88,7 +91,7 @@ def to_prov(session: Session, version: Version, *, base_url: str, depth: int, ca
     agents: dict[str, Any] = {}
 
     def version_entity(version_id: int) -> Any:
-        node = ancestry.visible(version_id)
+        node = walk.visible(version_id)
         ident = f"artifact:{_version_local(node)}" if node else f"mir:hidden-{version_id}"
         if ident not in entities:
             attrs: dict[str, Any] = {"prov:type": "mir:Hidden"}
@@ -104,7 +107,7 @@ def to_prov(session: Session, version: Version, *, base_url: str, depth: int, ca
         return entities[ident]
 
     def external_entity(external_id: int) -> Any:
-        node = ancestry.nodes.externals[external_id]
+        node = walk.nodes.externals[external_id]
         if node["kind"] == "huggingface":
             prefix = "" if node["repo_type"] == "model" else f"{node['repo_type']}s/"
             ident = f"hf:{prefix}{node['repo']}/tree/{node['revision']}"
@@ -121,9 +124,9 @@ def to_prov(session: Session, version: Version, *, base_url: str, depth: int, ca
             agents[name] = doc.agent(f"user:{name}", {"prov:type": "prov:Person", "prov:label": name})
         return agents[name]
 
-    for child_id, edges in ancestry.by_child().items():
+    for child_id, edges in walk.by_child().items():
         child = version_entity(child_id)
-        node = ancestry.visible(child_id)
+        node = walk.visible(child_id)
         if not edges:
             continue
         activity_id = f"artifact:{_version_local(node)}/production" if node else f"mir:hidden-{child_id}-production"
@@ -139,7 +142,7 @@ def to_prov(session: Session, version: Version, *, base_url: str, depth: int, ca
                 else external_entity(edge.parent_external_id or 0)
             )
             hidden = node is None or (
-                edge.parent_version_id is not None and ancestry.visible(edge.parent_version_id) is None
+                edge.parent_version_id is not None and walk.visible(edge.parent_version_id) is None
             )
             extra: dict[str, Any] = {"prov:type": f"mir:{edge.type}", "mir:origin": edge.origin}
             if not hidden:
@@ -164,27 +167,27 @@ def _dataset(namespace: str, name: str, version: str, extra: dict[str, Any] | No
 
 
 def to_openlineage(
-    session: Session, version: Version, *, base_url: str, depth: int, can_read: CanRead
+    session: Session, version: Version, *, base_url: str, depth: int, can_read: CanRead, up: bool = True
 ) -> list[dict[str, Any]]:
-    """One COMPLETE RunEvent per version in the ancestry that has parents (or for the root alone).
+    """One COMPLETE RunEvent per version of the walk that has parents in it (and one for the root).
 
     Registry versions are datasets ``<registry URL>`` / ``ns/name@version`` versioned by manifest digest;
     Hugging Face repos live under ``https://huggingface.co``; URLs under their scheme and host. Each input
     carries a ``mir_lineage`` facet with the edge type, origin and attributes. Run ids are UUIDv5 of the
     version's URL and manifest digest, so exporting twice names the same runs.
     """
-    ancestry = _Ancestry(session, version, depth=depth, can_read=can_read)
+    walk = _Walk(session, version, depth=depth, can_read=can_read, up=up)
     base = base_url.rstrip("/")
     lineage_schema = f"{base}/ns/openlineage/MirLineageInputDatasetFacet.json"
 
     def version_dataset(version_id: int, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-        node = ancestry.visible(version_id)
+        node = walk.visible(version_id)
         if node is None:
             return _dataset(base, f"hidden-{version_id}", "hidden", extra)
         return _dataset(base, node["ref"], node["manifest_digest"], extra)
 
     def external_dataset(external_id: int, extra: dict[str, Any]) -> dict[str, Any]:
-        node = ancestry.nodes.externals[external_id]
+        node = walk.nodes.externals[external_id]
         if node["kind"] == "huggingface":
             prefix = "" if node["repo_type"] == "model" else f"{node['repo_type']}s/"
             return _dataset("https://huggingface.co", f"{prefix}{node['repo']}", node["revision"], extra)
@@ -193,14 +196,14 @@ def to_openlineage(
         return _dataset(f"{scheme}://{host}", "/" + path, node["digest"], extra)
 
     events: list[dict[str, Any]] = []
-    for child_id, edges in ancestry.by_child().items():
-        if not edges and child_id != ancestry.root:
+    for child_id, edges in walk.by_child().items():
+        if not edges and child_id != walk.root:
             continue
-        node = ancestry.visible(child_id)
+        node = walk.visible(child_id)
         inputs = []
         for edge in edges:
             hidden = node is None or (
-                edge.parent_version_id is not None and ancestry.visible(edge.parent_version_id) is None
+                edge.parent_version_id is not None and walk.visible(edge.parent_version_id) is None
             )
             facet = {
                 "mir_lineage": {

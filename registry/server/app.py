@@ -28,7 +28,7 @@ meta = APIRouter(tags=["meta"])
 
 @meta.get("/v1/health")
 def health() -> dict[str, Any]:
-    return {"status": "ok", "version": __version__}
+    return {"status": "ok", "service": "mir", "version": __version__}
 
 
 def _routers() -> list[APIRouter]:

@@ -102,6 +102,18 @@ def test_push_with_lineage_then_walk_in_every_format(server: LiveServer, tmp_pat
         assert {"eventType", "eventTime", "run", "job", "inputs", "outputs", "producer", "schemaURL"} <= set(event)
         assert event["run"]["runId"] and event["outputs"][0]["namespace"] == server.url
 
+    # --down exports the descendants, not only the root
+    below = server.cli("lineage", "lin/corpus@1", "--down", "--export", "openlineage", check=True).stdout
+    down_events = [json.loads(line) for line in below.splitlines()]
+    assert {e["job"]["name"] for e in down_events} == {"lin/corpus@1", "lin/model@1", "lin/model-q4@1"}
+    by_job = {e["job"]["name"]: e for e in down_events}
+    assert [i["name"] for i in by_job["lin/model-q4@1"]["inputs"]] == ["lin/model@1"]
+    assert [i["name"] for i in by_job["lin/model@1"]["inputs"]] == ["lin/corpus@1"]  # only edges of the walk
+    prov_down = json.loads(mir(server, "lineage", "lin/corpus@1", "--down", "--export", "prov").stdout)
+    labels = {e.get("prov:label") for e in prov_down["entity"].values()}
+    assert {"lin/corpus@1", "lin/model@1", "lin/model-q4@1"} <= labels
+    assert len(prov_down["wasDerivedFrom"]) == 2
+
 
 def test_quarantine_refuses_pull_and_warns_descendants(server: LiveServer, tmp_path: Path) -> None:
     with MirClient(server.url, server.admin_token) as client:

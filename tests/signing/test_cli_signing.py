@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,18 @@ def test_keygen_prompts_and_refuses_bad_input(tmp_path: Path) -> None:
     assert invoke("keygen", "-o", tmp_path / "x", "--kind", "rsa").exit_code == 2
     missing = invoke("keygen", "-o", tmp_path / "y", "--passphrase-env", "NOT_SET_ANYWHERE")
     assert missing.exit_code == 2 and "NOT_SET_ANYWHERE" in missing.stderr
+
+
+def test_keygen_without_a_terminal_says_what_it_needs(tmp_path: Path) -> None:
+    """The real program with nothing on stdin used to print only ``Aborted.``"""
+    done = subprocess.run(
+        [sys.executable, "-m", "registry.main", "keygen", "-o", str(tmp_path / "k")],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 2, done
+    assert "--passphrase-env" in done.stderr and "terminal" in done.stderr, done.stderr
+    assert "Aborted" not in done.stderr + done.stdout
+    assert not list(tmp_path.iterdir())
 
 
 def sign(model: Path, key: KeyFiles, *extra: str | Path) -> Any:
