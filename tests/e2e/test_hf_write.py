@@ -6,6 +6,7 @@ import base64
 import hashlib
 import json
 import os
+import sys
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -17,6 +18,8 @@ from registry.hf.ids import commit_id
 from tests.e2e.test_hf_read import failed, ok, run_hf, tree_digests
 from tests.support.server import LiveServer
 from tests.support.trees import make_tree
+
+HUB_036 = Path(sys.prefix) / "hub-0.36"  # `make` installs huggingface_hub 0.36 here, beside the current one
 
 
 def _auth(token: str) -> dict[str, str]:
@@ -217,3 +220,44 @@ def test_write_endpoints_require_a_write_token(server: LiveServer) -> None:
     assert _commit(server, reader, [{"key": "header", "value": {}}], repo="acme/lfs2").status_code == 403
     bad = httpx.post(f"{server.url}/api/repos/create", headers=_auth("mir_wrong"), json={"name": "x"})
     assert bad.status_code == 401 and bad.headers["x-error-message"] == "Invalid credentials in Authorization header"
+
+
+@pytest.mark.parametrize("hub", ["current", "0.36"])
+def test_large_upload_without_disabling_xet(server: LiveServer, tmp_path: Path, hub: str) -> None:
+    """No HF_HUB_DISABLE_XET: hub 0.36 falls back to LFS by itself (the batch answer offers only ``basic``);
+    hub 1.x and later have no fallback, so the error they show must name the fix."""
+    assert (HUB_036 / "huggingface_hub").is_dir(), "make installs huggingface_hub 0.36 into the venv"
+    big = make_tree(tmp_path / "big", {"model.bin": os.urandom(10 << 20)})
+    changes: dict[str, str | None] = {"HF_HUB_DISABLE_XET": None}
+    if hub == "0.36":
+        changes["PYTHONPATH"] = str(HUB_036)
+    results = run_hf(
+        server,
+        tmp_path / "hf",
+        """
+        import huggingface_hub
+        from huggingface_hub import HfApi
+        api = HfApi()
+        attempt("version", lambda: huggingface_hub.__version__)
+        api.create_repo(P["repo"], exist_ok=True)
+        attempt("upload", lambda: api.upload_folder(repo_id=P["repo"], folder_path=P["folder"]).oid)
+        """,
+        env_changes=changes,
+        repo=f"acme/xet-{hub.replace('.', '')}",
+        folder=str(big),
+    )
+    version = ok(results, "version")
+    if hub == "0.36":
+        assert version.startswith("0.36."), version
+        ok(results, "upload")
+        with MirClient(server.url, server.admin_token) as client:
+            shown = client.show_version("acme/xet-036@latest")
+        assert [(f["path"], f["digest"]) for f in shown["files"]] == [
+            ("model.bin", "sha256:" + tree_digests(big)["model.bin"])]
+    else:
+        assert not version.startswith("0."), version
+        outcome = results["upload"]
+        assert not outcome["ok"], outcome
+        assert "HF_HUB_DISABLE_XET=1" in outcome["message"], outcome
+        with MirClient(server.url, server.admin_token) as client:
+            assert client.show_artifact("acme/xet-current")["versions"] == []  # nothing half-committed
