@@ -137,16 +137,19 @@ def check_signatures(
                 )
             )
         else:
-            names = ", ".join(sorted(claimed)) or "no key"
+            by_kind = sorted(claimed, key=lambda name: (hint is not None and name == hint.lower(), name))
+            names = ", ".join(_claimed_kind(name, hint) for name in by_kind) or "no key"
+            keys = ", ".join(f"key id {kid} / hint {khint}" for _, kid, khint in trusted)
             failures.append(
-                Failure(
-                    FailureKind.UNTRUSTED_KEY,
-                    None,
-                    f"not signed by any trusted key (the bundle names {names}; "
-                    f"trusted: {', '.join(kid for _, kid, _ in trusted)})",
-                )
+                Failure(FailureKind.UNTRUSTED_KEY, None,
+                        f"not signed by any trusted key (the bundle names {names}; trusted: {keys})")
             )
     return signers, failures
+
+
+def _claimed_kind(name: str, hint: str | None) -> str:
+    """Say which identifier a bundle used: model-signing writes a hint (hash of the PEM), mir a key id."""
+    return f"hint {name}" if hint is not None and name == hint.lower() else f"key id {name}"
 
 
 def verify_signed_statement(

@@ -45,6 +45,7 @@ def keys_add(
     except (MirError, OSError, UnicodeDecodeError) as exc:
         raise _fail(exc) from exc
     out.print(f"trusted key {row['key_id']} ({row['algorithm']}) in {namespace} for artifacts {row['artifacts']!r}")
+    out.print(f"  model-signing names it by its hint {row['key_hint']}")
 
 
 @keys_app.command("list")
@@ -55,9 +56,10 @@ def keys_list(namespace: Annotated[str, typer.Argument(help="namespace")]) -> No
             rows = client.list_keys(namespace)
     except MirError as exc:
         raise _fail(exc) from exc
-    table = Table("key id", "label", "algorithm", "artifacts", "added", "revoked", "reason")
+    table = Table("key id (mir)", "hint (model-signing)", "label", "algorithm", "artifacts", "added", "revoked",
+                  "reason")
     for r in rows:
-        table.add_row(r["key_id"], r["label"], r["algorithm"], r["artifacts"], r["created_at"][:19],
+        table.add_row(r["key_id"], r["key_hint"], r["label"], r["algorithm"], r["artifacts"], r["created_at"][:19],
                       (r["revoked_at"] or "")[:19], r["revoked_reason"] or "")
     out.print(table)
 

@@ -29,7 +29,7 @@ from registry.client.progress import RichProgress
 from registry.core.names import InvalidNameError, parse_ref
 from registry.policy.synthetic_limits import one_line
 from signing.manifest import InvalidManifestError
-from signing.paths import InvalidPathError
+from signing.paths import InvalidPathError, check_portable_paths
 from signing.tree import TreeError
 
 app = typer.Typer(help="mir — the model integrity registry", no_args_is_help=True)
@@ -145,7 +145,7 @@ def push(
             raise typer.Exit(2) from exc
         bars = RichProgress()
         with bars.running(), MirClient() as client:
-            manifest = hash_directory(directory, progress=bars.hashing)
+            manifest = hash_directory(directory, progress=bars.hashing, check_paths=check_portable_paths)
             result = client.push(
                 directory, reference, kind=kind, description=description, progress=bars, manifest=manifest,
                 sign_with=private, lineage=declared,

@@ -30,6 +30,7 @@ from rich.text import Text
 from registry.client import offline as verify_bundle_cli
 from registry.policy.statements import BUNDLE_MEDIA_TYPE
 from signing.bundle import BundleFormatError, parse_bundle
+from signing.compat import check_compat
 from signing.hashing import ALGORITHMS, HashingError, UnsupportedAlgorithmError
 from signing.intoto import StatementError, parse_statement
 from signing.keys import (
@@ -191,14 +192,19 @@ def run_sign(
     workers: int | None = None,
     model_name: str | None = None,
     allow_unencrypted_key: bool = False,
+    compat: str | None = None,
     console: Console = out,
     error_console: Console = err,
 ) -> int:
-    """Sign ``directory`` into a bundle file; print where it went; return 0 or 2."""
+    """Sign ``directory`` into a bundle file; print where it went; return 0 or 2.
+
+    Options model-signing cannot verify are refused with ``compat="model-signing"``, else warned about.
+    """
     try:
         if not directory.is_dir():
             raise UsageError(f"{directory}: not a directory")
         private_key = load_signing_key(key_path, passphrase_env, allow_unencrypted=allow_unencrypted_key)
+        gaps = check_compat(compat, private_key.public_key(), algorithm=algorithm, shard_size=shard_size)
         target = output if output is not None else default_bundle_path(directory)
         ignore = list(DEFAULT_IGNORE_PATHS)
         inside = relative_inside(target, directory)
@@ -217,6 +223,12 @@ def run_sign(
     except (UsageError, TreeError, HashingError, ShardFormatError, UnsupportedAlgorithmError, ValueError) as exc:
         error_console.print(Text.assemble(("error: ", "bold red"), str(exc)))
         return 2
+    for gap in gaps:
+        error_console.print(Text.assemble(
+            ("warning: ", "bold yellow"),
+            f"model-signing cannot verify this bundle ({gap}); `mir verify --offline` can. "
+            "--compat model-signing refuses such options",
+        ))
     try:
         statement = parse_statement(parse_bundle(data).envelope.payload)
         count = len(statement.paths())
@@ -316,8 +328,17 @@ def register(app: typer.Typer, *, online_verify: OnlineVerify | None = None) -> 
         allow_unencrypted_key: Annotated[
             bool, typer.Option(help="accept a private key stored without encryption")
         ] = False,
+        compat: Annotated[
+            str | None,
+            typer.Option(help="model-signing: refuse options its `verify key` command cannot check "
+                              "(Ed25519 keys, blake3, --shard-size)"),
+        ] = None,
     ) -> None:
-        """Sign DIR into a Sigstore bundle that OpenSSF model-signing can verify."""
+        """Sign DIR into a Sigstore bundle.
+
+        With an ECDSA key, sha256 and no --shard-size (the defaults), OpenSSF model-signing can verify it too;
+        Ed25519 keys, blake3 and sharding make bundles only mir verifies (a warning says so).
+        """
         code = run_sign(
             directory,
             key,
@@ -328,6 +349,7 @@ def register(app: typer.Typer, *, online_verify: OnlineVerify | None = None) -> 
             workers=workers,
             model_name=model_name,
             allow_unencrypted_key=allow_unencrypted_key,
+            compat=compat,
         )
         raise typer.Exit(code)
 

@@ -232,7 +232,8 @@ class LineageDeclaration(_Strict):
 
 
 class QuarantineRequest(_Strict):
-    reason: str = Field(min_length=1, max_length=2_000, json_schema_extra={"pattern": r"\S"})  # not only spaces
+    # Documented as: something besides spaces, and no NUL (refused before parsing, registry.web.nul_guard).
+    reason: str = Field(min_length=1, max_length=2_000, json_schema_extra={"pattern": r"^[^\x00]*[^\s\x00][^\x00]*$"})
 
     @field_validator("reason")
     @classmethod

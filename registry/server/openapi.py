@@ -14,6 +14,8 @@ from registry.auth.rules import RULES, Need
 from registry.hf.errors import HfRoute
 
 BEARER = "bearer"
+NO_NUL = "^[^\\x00]*$"
+"""Every free-text string refuses NUL (``registry.web.nul_guard``): the document says so, so valid means valid."""
 _ERROR_CONTENT = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
 
 
@@ -30,6 +32,18 @@ def _public_operations() -> set[tuple[str, str]]:
     """(method, OpenAPI path) of every route whose access rule needs no token."""
     return {(method.lower(), re.sub(r"\{(\w+):\w+\}", r"{\1}", path))
             for (method, path), need in RULES.items() if need is Need.PUBLIC}
+
+
+def _forbid_nul(node: Any) -> None:
+    """Give every string schema without its own pattern, format or fixed values the no-NUL pattern."""
+    if isinstance(node, dict):
+        if node.get("type") == "string" and not {"pattern", "format", "enum", "const"} & node.keys():
+            node["pattern"] = NO_NUL
+        for value in node.values():
+            _forbid_nul(value)
+    elif isinstance(node, list):
+        for value in node:
+            _forbid_nul(value)
 
 
 def install_openapi(app: FastAPI) -> None:
@@ -52,6 +66,7 @@ def install_openapi(app: FastAPI) -> None:
                     for status, response in operation.get("responses", {}).items():
                         if status[0] in "45":  # errors are JSON, also where the success is a file
                             response["content"] = _ERROR_CONTENT
+            _forbid_nul(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 

