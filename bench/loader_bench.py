@@ -11,7 +11,7 @@ inference job at load time? Contenders, all on the same files in the same run:
 * ``hash, then load_file``: ``signing.hashing.hash_directory`` over all cores,
   then ``load_file``; what a careful user does today (and it reads every byte
   twice, with a gap an attacker can use).
-* ``verified``: ``registry.verified_read.read_verified`` with SHA-256 and with
+* ``verified``: ``registry.client.verified_read.read_verified`` with SHA-256 and with
   BLAKE3 expected digests: one read, hashing overlapped with reading (and with
   the device copy on CUDA).
 

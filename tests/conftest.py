@@ -32,3 +32,11 @@ def http(server: LiveServer) -> Iterator[httpx.Client]:
     """A plain HTTP client on the live server, with the admin token."""
     with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {server.admin_token}"}) as client:
         yield client
+
+
+def pytest_make_parametrize_id(config: pytest.Config, val: object, argname: str) -> str | None:
+    """Byte parameters are named by their first four bytes and length: the rest may be random or hold a
+    timestamp (gzip), and test ids must be the same in every process that collects them (pytest-xdist)."""
+    if isinstance(val, bytes | bytearray):
+        return f"{bytes(val[:4])!r}...{len(val)}B" if len(val) > 4 else repr(bytes(val))
+    return None

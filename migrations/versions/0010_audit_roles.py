@@ -5,7 +5,7 @@ Revises: 0009
 
 ``audit_state`` holds the log size the next append starts from. On PostgreSQL a trigger now lets it move
 only forward, to exactly the number of entries the log holds, and refuses INSERT, DELETE and TRUNCATE, so
-the service role (see registry.db_roles) can advance it by appending but never roll the log back.
+the service role (see registry.server.db_roles) can advance it by appending but never roll the log back.
 
 Scan results keep their history: a rescan adds a result instead of being skipped because one exists.
 ``scan_jobs.rescan`` marks jobs that re-run the scanners on every blob; ``versions.scanner_version`` is the

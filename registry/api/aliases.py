@@ -1,4 +1,8 @@
-"""Aliases: movable pointers (``@prod``, ``@latest``); every move is recorded."""
+"""Aliases: movable pointers (``@prod``, ``@latest``); every move is recorded.
+
+A target may be named by version name or commit id. An alias made as a tag (HF ``create_tag``) answers 409
+``alias_immutable`` to a move or a delete (the rule lives in :func:`registry.artifacts.versions.move_alias`).
+"""
 
 from __future__ import annotations
 
@@ -11,12 +15,18 @@ from sqlalchemy.orm import aliased
 from registry.api.refs import AliasName, Name, Namespace, checked_alias, checked_repo, checked_version
 from registry.api.responses import AliasMoved
 from registry.artifacts.models import AliasEvent, Version
-from registry.artifacts.versions import COMMITTED, aliases_of, find_alias, find_version, get_artifact, move_alias
-from registry.audit import log as audit
+from registry.artifacts.versions import (
+    COMMITTED,
+    aliases_of,
+    find_alias,
+    find_exact_version,
+    get_artifact,
+    move_alias,
+)
 from registry.auth.tokens import Context, CurrentPrincipal
 from registry.core.errors import ApiError
 from registry.core.schemas import AliasRequest
-from registry.lineage import quarantine
+from registry.lineage.aliases import point_alias
 
 router = APIRouter(prefix="/v1/artifacts", tags=["aliases"])
 
@@ -36,23 +46,11 @@ def set_alias(
     alias = checked_alias(alias)
     with ctx.transaction() as s:
         art = get_artifact(s, namespace, name)
-        if find_version(s, art, alias) is not None:
-            raise ApiError(409, "name_taken", f"{alias!r} is a version of {namespace}/{name}, not usable as alias")
-        target = find_version(s, art, checked_version(body.version))
+        target = find_exact_version(s, art, checked_version(body.version))
         if target is None or target.state != COMMITTED:
             raise ApiError(404, "version_not_found", f"{namespace}/{name}@{body.version} is not a committed version")
-        held = quarantine.quarantine_status(s, target, can_read=principal.can_read)
-        if held is not None and held["status"] == "quarantined":
-            if not body.override_quarantine:
-                raise ApiError(403, "version_quarantined",
-                               f"{quarantine.describe_status(held, f'{namespace}/{name}@{target.version}')}; an "
-                               "admin may override with override_quarantine=true, which is audited")
-            principal.require_admin()
-            audit.record(s, action="version.quarantine_override", actor=principal.name, namespace=namespace,
-                         name=name, version=target.version,
-                         details={"operation": "alias", "alias": alias,
-                                  "quarantine_reason": held["sources"][0].get("reason")})
-        event = move_alias(s, art, alias, target, actor=principal.name, reason=body.reason)
+        event = point_alias(s, art, alias, target, principal=principal, reason=body.reason,
+                            override_quarantine=body.override_quarantine)
         return {"alias": alias, "version": target.version, "moved": event is not None}
 
 

@@ -118,7 +118,7 @@ def download_file(
 
     A quarantined version is refused (403 ``version_quarantined``) unless an admin overrides; a version
     affected by a quarantined ancestor is served with ``X-Mir-Quarantine: affected``. Every byte is checked
-    against the digest as it goes out (see ``registry.blob_serve``): stored bytes that fail are never
+    against the digest as it goes out (see ``registry.artifacts.serve``): stored bytes that fail are never
     completed, and from then on the file answers 500 ``blob_corrupt`` (or ``blob_missing``).
     """
     namespace, name = checked_repo(namespace, name)

@@ -1,7 +1,7 @@
 """Lineage and quarantine over HTTP: walk, path, impact, export, add an edge, quarantine and lift.
 
-Thin: checks scopes and names, then calls ``registry.lineage``, ``registry.lineage_graph``,
-``registry.quarantine`` and ``registry.exports``. Nodes in namespaces the caller may not read
+Thin: checks scopes and names, then calls ``registry.lineage.edges``, ``registry.lineage.graph``,
+``registry.lineage.quarantine`` and ``registry.lineage.exports``. Nodes in namespaces the caller may not read
 appear as ``hidden:<id>`` with their attributes dropped, so a walk never stops at a wall but
 never shows what is behind it.
 """
@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from registry.api.refs import LineageCursor, Name, Namespace, VersionRef, checked_repo, checked_version
 from registry.artifacts.models import Version
-from registry.artifacts.versions import COMMITTED, find_version, get_artifact, resolve_ref
+from registry.artifacts.versions import COMMITTED, find_exact_version, get_artifact, resolve_ref
 from registry.auth.tokens import Context, CurrentPrincipal, Principal
 from registry.core.errors import ApiError
 from registry.core.names import InvalidNameError, parse_ref
@@ -35,9 +35,10 @@ def _resolve(s: Session, principal: Principal, namespace: str, name: str, ref: s
 
 
 def _exact(s: Session, namespace: str, name: str, version: str) -> Version:
-    """A committed version by its exact name: edges and quarantines attach to versions, never to aliases."""
+    """A committed version by its exact name or commit id: edges and quarantines attach to versions, never to
+    aliases."""
     art = get_artifact(s, namespace, name)
-    row = find_version(s, art, checked_version(version))
+    row = find_exact_version(s, art, checked_version(version))
     if row is None or row.state != COMMITTED:
         hint = " (aliases move: name the exact version)" if row is None else ""
         raise ApiError(404, "version_not_found", f"{namespace}/{name}@{version} is not a committed version{hint}")

@@ -2,7 +2,7 @@
 validation, so a malformed name is a 400 and an out-of-range number a 422, never a 500.
 
 A name path parameter that breaks its pattern answers 400 ``invalid_name`` (``invalid_digest`` for digests),
-as the ``checked_*`` helpers below do for names that arrive in bodies (see :mod:`registry.errors`).
+as the ``checked_*`` helpers below do for names that arrive in bodies (see :mod:`registry.core.errors`).
 """
 
 from __future__ import annotations

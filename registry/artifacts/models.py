@@ -6,6 +6,7 @@ from datetime import datetime
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     ForeignKey,
     Index,
     Integer,
@@ -13,6 +14,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -120,7 +122,7 @@ class VersionFile(Base):
 
 
 class Alias(Base):
-    """A movable pointer such as ``@prod`` or ``@latest``."""
+    """A movable pointer such as ``@prod`` or ``@latest``; or, with ``tag``, one that never moves once made."""
 
     __tablename__ = "aliases"
 
@@ -129,6 +131,8 @@ class Alias(Base):
     version_id: Mapped[int] = mapped_column(ForeignKey("versions.id"))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_by: Mapped[str | None] = mapped_column(String(200))
+    # A tag (HF ``create_tag``): never moved or deleted, by any route (registry.artifacts.versions.move_alias).
+    tag: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     version: Mapped[Version] = relationship()
 

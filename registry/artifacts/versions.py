@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from registry.artifacts import integrity as blob_integrity
+from registry.artifacts.commit_ids import find_by_commit, is_commit_id
 from registry.artifacts.holdings import held_by
 from registry.artifacts.models import Alias, AliasEvent, Artifact, Blob, Version, VersionFile
 from registry.audit import log as audit
@@ -80,13 +81,37 @@ def find_alias(session: Session, artifact: Artifact, alias: str) -> Alias | None
     return session.get(Alias, (artifact.id, alias))
 
 
-def resolve_ref(session: Session, artifact: Artifact, ref: str | None) -> Version:
-    """A committed version by exact version name, else by alias; ``None`` means ``@latest``."""
-    ref = ref or LATEST
-    version = find_version(session, artifact, ref)
+def find_exact_version(session: Session, artifact: Artifact, ref: str) -> Version | None:
+    """The version ``ref`` names exactly (never through an alias): a full commit id, else a version name.
+
+    A commit id is tried first, as on the HF endpoint, so ``ns/name@<commit>`` means the same bytes everywhere:
+    new versions and aliases may not take 40-hex names, and a row that predates that rule and is named like
+    another version's commit id cannot shadow it. A 40-hex name that is no version's commit id still finds
+    the version of that name.
+    """
+    if is_commit_id(ref):
+        by_commit = find_by_commit(session, artifact, ref)
+        if by_commit is not None:
+            return by_commit
+    return find_version(session, artifact, ref)
+
+
+def find_by_ref(session: Session, artifact: Artifact, ref: str) -> Version | None:
+    """The version a reference names, in any state: commit id, version name, then alias."""
+    version = find_exact_version(session, artifact, ref)
     if version is None:
         alias = find_alias(session, artifact, ref)
         version = alias.version if alias is not None else None
+    return version
+
+
+def resolve_ref(session: Session, artifact: Artifact, ref: str | None) -> Version:
+    """A committed version by commit id, exact version name, else alias; ``None`` means ``@latest``.
+
+    Every ``/v1`` route that reads a version by reference resolves it here (see :func:`find_exact_version`).
+    """
+    ref = ref or LATEST
+    version = find_by_ref(session, artifact, ref)
     if version is None or version.state != COMMITTED:
         raise not_found(f"version or alias {artifact.namespace}/{artifact.name}@{ref}", "version_not_found")
     return version
@@ -211,20 +236,39 @@ def move_alias(
     *,
     actor: str,
     reason: str | None = None,
+    tag: bool = False,
 ) -> AliasEvent | None:
-    """Point (or, with ``version=None``, remove) an alias, recording the move. No-op moves are not recorded."""
+    """Point (or, with ``version=None``, remove) an alias, recording the move. No-op moves are not recorded.
+
+    ``tag=True`` creates a tag: an alias that never moves and is never deleted once made (what a git tag is
+    to HF clients). Creating one refuses an existing alias; moving or deleting one is refused here, so no
+    route (``/v1`` or HF) can change a tag.
+    """
+    if tag and version is None:
+        raise ValueError("a tag is created pointing at a version")
     alias = find_alias(session, artifact, alias_name)
+    label = f"{artifact.namespace}/{artifact.name}@{alias_name}"
+    if tag and alias is not None:
+        raise ApiError(409, "alias_exists", f"{label} already exists as {'a tag' if alias.tag else 'an alias'}")
     before = alias.version_id if alias is not None else None
     after = version.id if version is not None else None
     if before == after:
         return None
+    if alias is not None and alias.tag:
+        raise ApiError(
+            409, "alias_immutable",
+            f"{label} is a tag: tags never move and are never deleted; make a new tag, or use a movable alias",
+        )
     if version is not None:
         if version.state != COMMITTED:
             raise ApiError(409, "version_not_committed", "aliases can only point to committed versions")
         if alias is None:
             _check_new_name(validate_new_alias, alias_name)
+            if find_version(session, artifact, alias_name) is not None:
+                raise ApiError(409, "name_taken", f"{alias_name!r} is a version of {artifact.namespace}/"
+                               f"{artifact.name}, not usable as alias")
             session.add(
-                Alias(artifact_id=artifact.id, name=alias_name, version_id=version.id, updated_by=actor)
+                Alias(artifact_id=artifact.id, name=alias_name, version_id=version.id, updated_by=actor, tag=tag)
             )
         else:
             alias.version_id = version.id
@@ -248,7 +292,8 @@ def move_alias(
         version=version.version if version is not None else None,
         details={"alias": alias_name, "from": old.version if old is not None else None,
                  "to": version.version if version is not None else None,
-                 "manifest_digest": version.manifest_digest if version is not None else None, "reason": reason},
+                 "manifest_digest": version.manifest_digest if version is not None else None, "reason": reason,
+                 **({"tag": True} if tag else {})},
     )
     return event
 

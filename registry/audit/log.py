@@ -6,7 +6,7 @@ when the change it describes was committed. Appends lock the single
 already hold the write lock), cost O(log n) node writes, and proofs read
 O(log n) stored subtree hashes. On PostgreSQL triggers refuse UPDATE and
 DELETE of the log tables and let ``audit_state`` only advance with the log,
-and the service runs as a role that may only append (registry.db_roles); on
+and the service runs as a role that may only append (registry.server.db_roles); on
 SQLite this module never issues them.
 """
 

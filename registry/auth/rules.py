@@ -89,6 +89,9 @@ RULES: dict[tuple[str, str], Need] = {
     ("GET", _HF_REPO + "/tree/{rest:path}"): Need.READ,
     ("POST", _HF_REPO + "/paths-info/{rest:path}"): Need.READ,
     ("GET", _HF_REPO + "/refs"): Need.READ,
+    ("GET", _HF_REPO + "/commits/{rest:path}"): Need.READ,
+    ("GET", "/api/models"): Need.TOKEN,  # lists only readable namespaces
+    ("GET", "/api/datasets"): Need.TOKEN,  # lists only readable namespaces
     ("GET", "/api/whoami-v2"): Need.TOKEN,
     ("GET", "/api/agent-harnesses"): Need.PUBLIC,
     # Hugging Face Hub protocol: write side
@@ -102,6 +105,10 @@ RULES: dict[tuple[str, str], Need] = {
     ("PUT", "/api/mir-lfs/{oid}"): Need.SIGNED_URL,
     ("POST", "/api/mir-lfs/{oid}/verify"): Need.TOKEN,  # the namespace is a query parameter; needs write on it
     ("POST", _HF_REPO + "/commit/{rest:path}"): Need.WRITE,
+    ("POST", _HF_REPO + "/branch/{rest:path}"): Need.WRITE,
+    ("DELETE", _HF_REPO + "/branch/{rest:path}"): Need.WRITE,
+    ("POST", _HF_REPO + "/tag/{rest:path}"): Need.WRITE,
+    ("DELETE", _HF_REPO + "/tag/{rest:path}"): Need.WRITE,
 }
 
 

@@ -7,7 +7,7 @@ it; the registry's attestation (scan verdicts, formats, quarantine state,
 policy) covers it and satisfies the attested policy; enough trusted signers
 signed it; the bundle is not older than the policy allows; and the commit
 entry is included in a signed audit tree head. The policy is decided by
-``registry.policy_engine`` from the attested facts: the same engine and the
+``registry.policy.engine`` from the attested facts: the same engine and the
 same facts as ``/v1/verify``.
 """
 

@@ -60,7 +60,7 @@ def attested_facts(session: Session, version: Version, *, can_read: CanRead) -> 
         "quarantine": quarantine.quarantine_status(session, version, can_read=can_read),
         # Lineage-declared synthetic share and a dataset's fingerprint match.
         "synthetic": synthetic.summary(session, version, can_read=can_read),
-        # Paths whose stored bytes were found corrupt or missing (registry.blob_integrity): the "storage" check.
+        # Paths whose stored bytes were found corrupt or missing (registry.artifacts.integrity): the "storage" check.
         "corrupt_files": blob_integrity.corrupt_files(session, version),
     }
 

@@ -8,7 +8,10 @@ commit-id prefix of 7+ hex digits. A name never shadows a commit: a full
 commit id is looked up as one before any name (and new versions and aliases
 may not take 40-hex names at all), and a shorter hex revision that is both a
 name and a prefix of another version's commit id is refused as ambiguous
-rather than silently read as the name. Only committed versions that
+rather than silently read as the name. ``/v1`` references resolve full commit
+ids the same way (:func:`registry.artifacts.versions.find_exact_version`). A
+repo with no committed version yet has an empty ``main`` (:func:`empty_head`).
+Only committed versions that
 :func:`serving_decision` accepts are served (a quarantined one is not);
 anything else answers RevisionNotFound, one of the two errors that stop a
 client from silently using a stale cached copy.
@@ -16,7 +19,6 @@ client from silently using a stale cached copy.
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from typing import Annotated
 from urllib.parse import unquote
@@ -25,6 +27,7 @@ from fastapi import Depends, Request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from registry.artifacts.commit_ids import commit_matches, empty_commit_id, find_by_commit
 from registry.artifacts.models import Artifact, Version
 from registry.artifacts.versions import COMMITTED, LATEST, find_alias, find_artifact, find_version
 from registry.auth.tokens import Principal, authenticate
@@ -146,41 +149,6 @@ def _committed(version: Version | None) -> Version | None:
     return version if version is not None and version.state == COMMITTED else None
 
 
-# (artifact id, commit id) -> version id. Safe to keep: committed versions never change or go away, and a hit
-# is re-checked against the row anyway. Pinned-commit downloads ask once per file, so this saves a scan each.
-_COMMITS: dict[tuple[int, str], int] = {}
-_COMMITS_MAX = 50_000
-_COMMITS_LOCK = threading.Lock()
-
-
-def _commit_matches(session: Session, ref: RepoRef, artifact: Artifact, revision: str) -> list[int]:
-    """Ids of the committed versions whose commit id is (or starts with) ``revision``."""
-    rows = session.execute(
-        select(Version.id, Version.version, Version.manifest_digest).where(
-            Version.artifact_id == artifact.id, Version.state == COMMITTED
-        )
-    )
-    return [vid for vid, name, digest in rows if commit_id(ref.repo, name, digest).startswith(revision)]
-
-
-def _by_full_commit(session: Session, ref: RepoRef, artifact: Artifact, revision: str) -> Version | None:
-    """The committed version whose commit id is exactly ``revision`` (40 hex digits)."""
-    with _COMMITS_LOCK:
-        cached = _COMMITS.get((artifact.id, revision))
-    if cached is not None:
-        hit = session.get(Version, cached)
-        if hit is not None and hit.state == COMMITTED and version_commit(ref, hit) == revision:
-            return hit
-    matches = _commit_matches(session, ref, artifact, revision)
-    if len(matches) != 1:
-        return None
-    with _COMMITS_LOCK:
-        if len(_COMMITS) >= _COMMITS_MAX:
-            _COMMITS.clear()
-        _COMMITS[(artifact.id, revision)] = matches[0]
-    return session.get(Version, matches[0])
-
-
 def _by_name(session: Session, artifact: Artifact, revision: str) -> Version | None:
     """The committed version a version name or an alias names."""
     version = _committed(find_version(session, artifact, revision))
@@ -197,7 +165,7 @@ def find_revision(session: Session, ref: RepoRef, artifact: Artifact, revision: 
     version: either reading could be what the caller meant, and guessing would serve the wrong bytes.
     """
     if is_commit_id(revision):
-        by_commit = _by_full_commit(session, ref, artifact, revision)
+        by_commit = find_by_commit(session, artifact, revision)
         if by_commit is not None:
             return by_commit
     named = _by_name(session, artifact, revision)
@@ -206,7 +174,7 @@ def find_revision(session: Session, ref: RepoRef, artifact: Artifact, revision: 
             latest = find_alias(session, artifact, LATEST)
             return _committed(latest.version) if latest is not None else None
         return named
-    matches = _commit_matches(session, ref, artifact, revision)
+    matches = commit_matches(session, artifact, revision)
     if named is not None:
         if any(vid != named.id for vid in matches):
             raise _revision_not_found(
@@ -216,6 +184,27 @@ def find_revision(session: Session, ref: RepoRef, artifact: Artifact, revision: 
             )
         return named
     return session.get(Version, matches[0]) if len(matches) == 1 else None
+
+
+def has_committed_version(session: Session, artifact: Artifact) -> bool:
+    found = session.scalar(
+        select(Version.id).where(Version.artifact_id == artifact.id, Version.state == COMMITTED).limit(1)
+    )
+    return found is not None
+
+
+def empty_head(session: Session, ref: RepoRef, artifact: Artifact, revision: str) -> str | None:
+    """The repo's empty commit id when ``revision`` is ``main`` (or that id) and the repo holds no version yet.
+
+    A repo made by ``create_repo`` has nothing to serve until its first commit. The Hub answers such a repo's
+    info with no files, so here ``main`` names an empty state with a commit id derived from the repo alone:
+    repo info lists no files, the tree is empty, and a file is EntryNotFound (never a missing revision, which
+    would break ``model_info`` and ``upload_folder`` of an empty folder).
+    """
+    empty = empty_commit_id(ref.repo)
+    if revision not in (MAIN, empty) or has_committed_version(session, artifact):
+        return None
+    return empty
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,9 +53,9 @@ from registry.core.registry_key import RegistrySigner
 from registry.core.schemas import LineageDeclaration
 from registry.core.settings import Settings
 from registry.core.tables import utcnow
-from registry.hf.access import MAIN, RepoRef, find_revision, version_commit
+from registry.hf.access import MAIN, RepoRef, find_revision, has_committed_version, version_commit
 from registry.hf.errors import HfError, bad_request
-from registry.hf.ids import SHA256_HEX, SHORT_COMMIT_ID
+from registry.hf.ids import SHA256_HEX, SHORT_COMMIT_ID, empty_commit_id
 from registry.lineage.edges import record_edge
 from registry.push.commit import commit_version as commit_registry_version
 from signing.manifest import FileEntry, InvalidManifestError, Manifest
@@ -325,7 +325,9 @@ def commit(
     target = plan_target(session, ref, artifact, revision)
     parent = target.parent
     head = version_commit(ref, parent) if parent is not None else None
-    if request.parent_commit is not None and (head is None or not head.startswith(request.parent_commit)):
+    # An empty repo's head is its empty commit id (what repo info reported), so a client may build on it.
+    expected = head or (empty_commit_id(ref.repo) if not has_committed_version(session, artifact) else None)
+    if request.parent_commit is not None and (expected is None or not expected.startswith(request.parent_commit)):
         raise HfError(
             412, "ParentCommitMismatch",
             f"parent commit {request.parent_commit} is not the head of main ({head or 'empty repo'}); "

@@ -4,7 +4,7 @@ The client keys on ``X-Error-Code`` (RepoNotFound, RevisionNotFound,
 EntryNotFound, ...) and appends ``X-Error-Message`` and the body's ``"error"``
 to the exception text. Without the code it reports "check your connection" and
 silently falls back to a cached copy, so every error here carries one. The
-route class below turns our own :class:`registry.errors.ApiError` and request
+route class below turns our own :class:`registry.core.errors.ApiError` and request
 validation errors into the same shape, so the HF routes never answer in the
 ``/v1`` error format the client cannot read.
 """

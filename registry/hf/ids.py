@@ -10,7 +10,8 @@ column and never reads a file to answer a metadata request.
   on (sha256, size).
 - A version's commit id is a truncated SHA-256 over (repo, version, manifest
   digest): stable, 40 lowercase hex (what the client's cache keys on), and not a
-  SHA-1, so a pusher cannot cheaply craft two versions with one commit id.
+  SHA-1, so a pusher cannot cheaply craft two versions with one commit id. It lives
+  in :mod:`registry.artifacts.commit_ids`, because ``/v1`` references accept it too.
 """
 
 from __future__ import annotations
@@ -19,23 +20,17 @@ import hashlib
 import re
 from collections.abc import Iterable
 
-COMMIT_ID = re.compile(r"^[0-9a-f]{40}$")
+from registry.artifacts.commit_ids import COMMIT_ID, commit_id, empty_commit_id, is_commit_id
+
+__all__ = [
+    "COMMIT_ID", "LFS_SPEC", "SHA256_HEX", "SHORT_COMMIT_ID", "commit_id", "directory_oid", "empty_commit_id",
+    "etag", "git_blob_sha1", "is_commit_id", "lfs_pointer", "pointer_oid", "pointer_size", "sha256_hex",
+]
+
 SHORT_COMMIT_ID = re.compile(r"^[0-9a-f]{7,40}$")
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 LFS_SPEC = "https://git-lfs.github.com/spec/v1"
-_COMMIT_DOMAIN = b"mir-hf-commit-v1\x00"
 _TREE_DOMAIN = b"mir-hf-tree-v1\x00"
-
-
-def is_commit_id(value: str) -> bool:
-    """True for a full commit id: exactly 40 lowercase hex digits."""
-    return COMMIT_ID.fullmatch(value) is not None
-
-
-def commit_id(repo: str, version: str, manifest_digest: str) -> str:
-    """The commit id of ``repo@version``: 40 hex digits, the same on every replica and every request."""
-    material = b"\x00".join(part.encode("utf-8") for part in (repo, version, manifest_digest))
-    return hashlib.sha256(_COMMIT_DOMAIN + material).hexdigest()[:40]
 
 
 def sha256_hex(digest: str) -> str:

@@ -8,6 +8,7 @@ under that name and ``hf cache verify`` checks it with sha256. Never a
 
 from __future__ import annotations
 
+import html
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -108,13 +109,16 @@ def repo_info(
     kind: str,
     commit: str,
     files: Sequence[RepoFile],
-    version: str,
-    manifest_digest: str,
+    version: str | None,
+    manifest_digest: str | None,
     aliases: Sequence[str],
     created_at: datetime | None,
     last_modified: datetime | None,
 ) -> dict[str, Any]:
-    """``/api/{models|datasets}/{repo}[/revision/{rev}]``: what the client needs, plus a ``mir`` provenance block."""
+    """``/api/{models|datasets}/{repo}[/revision/{rev}]``: what the client needs, plus a ``mir`` provenance block.
+
+    A repo with no version yet has ``version`` None, no files and the repo's empty commit id as ``sha``.
+    """
     return {
         "_id": commit[:24],
         "id": repo,
@@ -138,3 +142,49 @@ def repo_info(
             "aliases": sorted(aliases),
         },
     }
+
+
+def repo_list_entry(
+    *, repo: str, kind: str, created_at: datetime | None, last_modified: datetime | None
+) -> dict[str, Any]:
+    """One repo of ``/api/models`` or ``/api/datasets`` (``HfApi.list_models``): ids and dates, no files."""
+    namespace = repo.split("/", 1)[0]
+    return {
+        "id": repo,
+        **({"modelId": repo} if kind == "model" else {}),
+        "author": namespace,
+        "private": True,
+        "gated": False,
+        "disabled": False,
+        "downloads": 0,
+        "likes": 0,
+        "tags": [],
+        "createdAt": hf_time(created_at),
+        "lastModified": hf_time(last_modified or created_at),
+        "mir": {"artifact": repo, "kind": kind},
+    }
+
+
+def commit_entry(
+    *, commit: str, author: str | None, date: datetime | None, description: str | None, version: str,
+    manifest_digest: str, formatted: bool,
+) -> dict[str, Any]:
+    """One commit of ``/api/{type}s/{repo}/commits/{rev}`` (``HfApi.list_repo_commits``): a committed version.
+
+    The title is the description's first line (an HF commit's summary), else the version name.
+    """
+    text = (description or "").strip()
+    title, _, message = text.partition("\n")
+    title = title.strip() or f"version {version}"
+    message = message.strip()
+    entry: dict[str, Any] = {
+        "id": commit,
+        "authors": [{"user": author or "unknown"}],
+        "date": hf_time(date),
+        "title": title,
+        "message": message,
+        "mir": {"version": version, "manifest_digest": manifest_digest},
+    }
+    if formatted:
+        entry["formatted"] = {"title": html.escape(title), "message": html.escape(message)}
+    return entry

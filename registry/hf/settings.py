@@ -31,6 +31,9 @@ class HfSettings(BaseSettings):
     # At most this much inline content per preupload answer, so commit bodies stay under the JSON body cap.
     inline_budget_bytes: int = 8 * MiB
     tree_page_size: int = 1000
+    # Entries per page of the commit list and of the repo lists (/api/models, /api/datasets); a request's
+    # ``limit=`` may ask for fewer, or up to 1000.
+    list_page_size: int = 100
 
 
 @lru_cache(maxsize=1)

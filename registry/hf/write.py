@@ -1,4 +1,5 @@
-"""The write side of the Hub protocol: ``create_repo``, ``upload_folder`` / ``create_commit`` (LFS "basic").
+"""The write side of the Hub protocol: ``create_repo``, ``upload_folder`` / ``create_commit`` (LFS "basic"),
+and branches and tags (:mod:`registry.hf.branches`).
 
 Sequence the client follows (with ``HF_HUB_DISABLE_XET=1``): create the repo,
 validate README metadata, ``preupload`` (regular or LFS per file), LFS ``batch``
@@ -24,12 +25,13 @@ from registry.artifacts.versions import find_artifact, get_or_create_artifact, r
 from registry.auth.tokens import Context
 from registry.core.blobstore import BlobDigestMismatch, BlobSizeMismatch, BlobTooLarge
 from registry.core.names import InvalidNameError, validate_segment
-from registry.hf import commits
+from registry.hf import branches, commits
 from registry.hf.access import (
     MAIN,
     HfPrincipal,
     RepoRef,
     public_base,
+    repo_artifact,
     repo_ref,
     require_write,
     split_raw_tail,
@@ -194,14 +196,14 @@ XET_ADVICE_PATH = "/api/xet-is-not-supported-here/set-HF_HUB_DISABLE_XET=1-to-up
 def xet_write_token(plural: str, namespace: str, name: str, rest: str, principal: HfPrincipal) -> Response:
     """huggingface_hub 1.x and later upload every LFS file through Xet when ``hf_xet`` is installed, with no
     fallback, and its Rust client reports only a failed request's status and URL. So the registry, which
-    speaks LFS, redirects to a URL that spells the fix, and that URL answers 501 with the same words."""
+    speaks LFS, redirects to a URL that spells the fix, and that URL answers 400 with the same words."""
     require_write(principal, repo_ref(plural, namespace, name))
     return RedirectResponse(XET_ADVICE_PATH, status_code=307)
 
 
 @router.get(XET_ADVICE_PATH)
 def xet_advice() -> None:
-    raise HfError(501, "XetNotSupported", XET_UNSUPPORTED)
+    raise HfError(400, "XetNotSupported", XET_UNSUPPORTED)
 
 
 @router.post("/{prefix:mir_hf_type}/{namespace}/{name}.git/info/lfs/objects/batch")
@@ -278,6 +280,76 @@ def lfs_verify(oid: str, body: VerifyRequest, ctx: Context, principal: HfPrincip
         if f"sha256:{oid}" not in held_by(s, ctx.blobs, namespace, {f"sha256:{oid}": body.size}):
             raise HfError(404, "LfsObjectNotFound", f"LFS object {oid} ({body.size} bytes) is not stored")
     return {"oid": oid, "size": body.size, "verified": True}
+
+
+# -- branches and tags -----------------------------------------------------------------------------------
+
+
+class BranchRequest(_Loose):
+    startingPoint: str | None = Field(default=None, max_length=200)
+
+
+class TagRequest(_Loose):
+    tag: str = Field(max_length=200)
+    message: str | None = Field(default=None, max_length=10_000)
+
+
+def _one_segment(request: Request, what: str) -> str:
+    """The branch, tag or revision after ``/api/{type}s/{repo}/{word}/``: one (percent-encoded) segment."""
+    value, extra = split_raw_tail(request, 5)
+    if extra:
+        raise bad_request(f"the URL names more than one {what}: {value!r} then {extra[:80]!r}")
+    return value
+
+
+@router.post("/api/{plural}/{namespace}/{name}/branch/{rest:path}")
+def create_branch(
+    plural: str, namespace: str, name: str, rest: str, request: Request, ctx: Context, principal: HfPrincipal,
+    body: BranchRequest | None = None,
+) -> dict[str, Any]:
+    """``HfApi.create_branch``: a new alias at ``startingPoint`` (default ``main``); audited like ``mir alias set``."""
+    ref = repo_ref(plural, namespace, name)
+    branch = _one_segment(request, "branch")
+    with ctx.transaction() as s:
+        return branches.create_branch(
+            s, ref, repo_artifact(s, ref), branch, body.startingPoint if body else None, principal
+        )
+
+
+@router.delete("/api/{plural}/{namespace}/{name}/branch/{rest:path}")
+def delete_branch(
+    plural: str, namespace: str, name: str, rest: str, request: Request, ctx: Context, principal: HfPrincipal
+) -> dict[str, Any]:
+    """``HfApi.delete_branch``: remove an alias (never ``main``/``latest``, never a tag); audited."""
+    ref = repo_ref(plural, namespace, name)
+    branch = _one_segment(request, "branch")
+    with ctx.transaction() as s:
+        branches.delete_branch(s, ref, repo_artifact(s, ref), branch, principal.name)
+    return {"deleted": branch}
+
+
+@router.post("/api/{plural}/{namespace}/{name}/tag/{rest:path}")
+def create_tag(
+    plural: str, namespace: str, name: str, rest: str, body: TagRequest, request: Request, ctx: Context,
+    principal: HfPrincipal,
+) -> dict[str, Any]:
+    """``HfApi.create_tag``: an alias that never moves, at the revision in the URL; 409 if the name exists."""
+    ref = repo_ref(plural, namespace, name)
+    revision = _one_segment(request, "revision")
+    with ctx.transaction() as s:
+        return branches.create_tag(s, ref, repo_artifact(s, ref), body.tag, revision, body.message, principal)
+
+
+@router.delete("/api/{plural}/{namespace}/{name}/tag/{rest:path}")
+def delete_tag(
+    plural: str, namespace: str, name: str, rest: str, request: Request, ctx: Context, principal: HfPrincipal
+) -> dict[str, Any]:
+    """``HfApi.delete_tag``: refused (409), tags and versions are immutable; an unknown tag is RevisionNotFound."""
+    ref = repo_ref(plural, namespace, name)
+    tag = _one_segment(request, "tag")
+    with ctx.transaction() as s:
+        branches.delete_tag(s, ref, repo_artifact(s, ref), tag, principal.name)
+    return {"deleted": tag}
 
 
 # -- commit ---------------------------------------------------------------------------------------------

@@ -22,9 +22,8 @@ from sqlalchemy.orm import Session
 from registry.artifacts.models import Version
 from registry.artifacts.versions import (
     COMMITTED,
-    find_alias,
     find_artifact,
-    find_version,
+    find_by_ref,
     record_version_event,
     version_label,
 )
@@ -128,10 +127,7 @@ def resolve_parent(
     version = None
     if artifact is not None:
         assert ref.ref is not None
-        version = find_version(session, artifact, ref.ref)
-        if version is None:
-            alias = find_alias(session, artifact, ref.ref)
-            version = alias.version if alias is not None else None
+        version = find_by_ref(session, artifact, ref.ref)
     if version is None:
         raise ApiError(404, "lineage_parent_not_found", f"{where}: parent {ref} not found")
     if child is not None and version.id == child.id:

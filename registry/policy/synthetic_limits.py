@@ -1,7 +1,7 @@
 """The synthetic-data policy check, as a pure function of a synthetic summary (see ``registry.synthetic``).
 
 Pure so that the registry (``registry.policy``) and an offline verifier
-(``registry.bundle_check``, reading the summary the registry attested) decide
+(``registry.client.bundles``, reading the summary the registry attested) decide
 the same way. Fail closed throughout:
 
 * ``max_synthetic_fraction``: the lineage share at depth >= 1 *plus* the share

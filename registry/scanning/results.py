@@ -199,7 +199,7 @@ def process(ctx: RegistryContext, job_id: int, actor: str) -> None:
         job = session.get(ScanJob, job_id)
         assert job is not None
         version_id = job.version_id
-    contamination = analyse(ctx, version_id)  # datasets only: fingerprint match (and index), see contamination_jobs
+    contamination = analyse(ctx, version_id)  # datasets only: fingerprint match and index (synthetic.contamination)
     with ctx.transaction() as session:
         job = session.get(ScanJob, job_id)
         assert job is not None

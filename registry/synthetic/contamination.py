@@ -1,6 +1,6 @@
 """The scan worker's contamination step for dataset versions (layers 2 and 3 of contamination scanning).
 
-Run by ``registry.scans.process`` after the blobs are scanned, in the worker
+Run by ``registry.scanning.results.process`` after the blobs are scanned, in the worker
 process (never the API process):
 
 1. Records are read from each blob of the version (the reader detects JSON

@@ -72,7 +72,7 @@ def _fuzz(server: LiveServer, token: str, reports: Path, *, seconds: int, exampl
 
 
 @pytest.mark.parametrize(
-    ("who", "scopes", "seconds"), [("admin", ["admin"], 18), ("limited", ["write:acme"], 8)]
+    ("who", "scopes", "seconds"), [("admin", ["admin"], 12), ("limited", ["write:acme"], 6)]
 )
 def test_openapi_document_holds_under_fuzzing(
     seeded: LiveServer, tmp_path: Path, who: str, scopes: list[str], seconds: int

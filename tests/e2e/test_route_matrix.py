@@ -1,6 +1,6 @@
 """Every route of the app, called by every kind of principal, answers as its declared access rule says.
 
-The rule table (``registry.route_access.RULES``) is the one place where a route
+The rule table (``registry.auth.rules.RULES``) is the one place where a route
 says what it needs. This walks all of it against the real server, so a route
 whose handler forgot a check, or a new route without a rule, fails here.
 """

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from registry.client.http import MirClient, MirError
-from signing.keys import generate_private_key, public_key_to_pem
+from signing.keys import generate_private_key, key_hint, load_public_key, public_key_to_pem
 from signing.manifest import Manifest
 from signing.sign import sign_manifest
 from tests.support.server import LiveServer
@@ -88,6 +88,8 @@ def test_revoked_key_stops_counting(server: LiveServer, signed_version) -> None:
     assert result.returncode == 1 and "revoked" in result.stdout
     listed = server.cli("keys", "list", ns, check=True).stdout
     assert "laptop stolen" in listed
+    hint = key_hint(load_public_key(public))
+    assert kid in listed and hint in listed and "hint (model-signing)" in listed  # both identifiers of the key
     log = server.cli("audit", "log", f"{ns}/bert").stdout
     assert "version.committed" in log
 
