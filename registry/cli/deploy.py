@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import tempfile
 from pathlib import Path
 from typing import Annotated
@@ -16,7 +15,12 @@ from registry.client import offline as verify_bundle_cli
 from registry.client import verify_online
 from registry.client.bundles import Subject
 from registry.client.http import MirClient, MirError
+from registry.client.job_runner import run_job
+from registry.client.private_copy import CopyRefused, PrivateCopy, make_private_copy, remove_copy
+from registry.client.verify_online import OnlineReport
 from registry.core.names import InvalidNameError, parse_ref
+from signing.manifest import Manifest
+from signing.tree import TreeError
 
 policy_app = typer.Typer(help="Show and set a namespace's deploy policy", no_args_is_help=True)
 out = Console(soft_wrap=True)
@@ -80,54 +84,96 @@ def run_command(
     registry_key: Annotated[Path | None, typer.Option(help="registry public key for --bundle")] = None,
     max_bundle_age: Annotated[str | None, typer.Option(
         help="oldest --bundle to accept, e.g. 12h or 30d (default: the attested policy's bundle_max_age)")] = None,
+    copy_dir: Annotated[Path | None, typer.Option(
+        help="where the private verified copy goes (default: /dev/shm when present, else the temp dir)")] = None,
+    max_copy_bytes: Annotated[int | None, typer.Option(
+        min=0, help="refuse to copy more than this (default: the free space where the copy goes)")] = None,
+    allow_gap: Annotated[bool, typer.Option(
+        "--allow-gap", help="when the copy would not fit, verify DIR in place and let the job read DIR again "
+                            "(someone who can write DIR in between wins); said on stderr")] = False,
 ) -> None:
-    """Verify DIR against a version and its policy, then run the command after `--` with the verified path.
+    """Verify DIR against a version and its policy, then run the command after `--` on the verified bytes.
 
-    The command sees MIR_VERIFIED_DIR, MIR_VERIFIED_REF and MIR_VERIFIED_MANIFEST_DIGEST (and, when the
-    registry answered, MIR_VERIFICATION_RECEIPT: a file with the registry-signed receipt). Nothing runs if
-    any check fails.
+    Each file of DIR is read once: hashed and copied into a private directory (files 0400, directories 0500,
+    read-only mounted for a root job on Linux) that the command gets as MIR_VERIFIED_DIR and that is removed
+    when it ends. It also sees MIR_VERIFIED_REF, MIR_VERIFIED_MANIFEST_DIGEST and, when the registry answered,
+    MIR_VERIFICATION_RECEIPT (a file with the registry-signed receipt). Nothing runs if any check fails.
     """
     command = list(ctx.args)
     if not command:
         err.print("[red]error:[/red] give the command to run after --")
         raise typer.Exit(2)
-    env = dict(os.environ)
     try:
         wanted = parse_ref(verify)
     except InvalidNameError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
-    if bundle is not None:
-        code = verify_bundle_cli.run(
-            bundle, directory, key_paths=key or [], revoked=[], registry_key_path=registry_key,
-            max_bundle_age=max_bundle_age, subject=Subject(wanted.repo, wanted.ref or "latest"),
-        )
-        if code != 0:
-            raise typer.Exit(code)
-        data = json.loads(bundle.read_text())
-        env.update(MIR_VERIFIED_REF=f"{data['artifact']}@{data['version']}",
-                   MIR_VERIFIED_MANIFEST_DIGEST=data["manifest_digest"])
-    else:
-        try:
-            with MirClient() as client:
-                report = verify_online.verify(client, verify, directory, keys=key or [], revoked_key_ids=[],
-                                              policy=True)
-        except MirError as exc:
-            err.print(f"[red]error:[/red] {exc.message} — not running the job (use --bundle to verify offline)")
-            raise typer.Exit(1) from exc
-        for check in report.checks:
-            if not check.ok:
-                err.print(f"[red]FAIL[/red] {check.name}: {check.detail}")
-        if not report.ok:
-            err.print(f"[red]verification failed: not running {command[0]}[/red]")
-            raise typer.Exit(1)
-        receipt_file = Path(tempfile.mkstemp(prefix="mir-receipt-", suffix=".json")[1])
-        receipt_file.write_text(json.dumps(report.receipt))
-        env.update(MIR_VERIFIED_REF=report.reference, MIR_VERIFICATION_RECEIPT=str(receipt_file),
-                   MIR_VERIFIED_MANIFEST_DIGEST=report.manifest_digest)
-    env["MIR_VERIFIED_DIR"] = str(directory.resolve())
-    err.print(f"[green]verified[/green] {env['MIR_VERIFIED_REF']}; running {' '.join(command)}")
-    raise typer.Exit(subprocess.call(command, env=env))
+    copy = _private_copy(directory, copy_dir, max_copy_bytes, allow_gap)
+    receipt_file: Path | None = None
+    try:
+        env = dict(os.environ)
+        local = copy.manifest if copy is not None else None
+        if bundle is not None:
+            code = verify_bundle_cli.run(
+                bundle, directory, key_paths=key or [], revoked=[], registry_key_path=registry_key,
+                max_bundle_age=max_bundle_age, subject=Subject(wanted.repo, wanted.ref or "latest"), local=local,
+            )
+            if code != 0:
+                raise typer.Exit(code)
+            data = json.loads(bundle.read_text())
+            env.update(MIR_VERIFIED_REF=f"{data['artifact']}@{data['version']}",
+                       MIR_VERIFIED_MANIFEST_DIGEST=data["manifest_digest"])
+        else:
+            report = _verify_online(verify, directory, key or [], local)
+            receipt_file = Path(tempfile.mkstemp(prefix="mir-receipt-", suffix=".json")[1])
+            receipt_file.write_text(json.dumps(report.receipt))
+            env.update(MIR_VERIFIED_REF=report.reference, MIR_VERIFICATION_RECEIPT=str(receipt_file),
+                       MIR_VERIFIED_MANIFEST_DIGEST=report.manifest_digest)
+        env["MIR_VERIFIED_DIR"] = str(copy.root if copy is not None else directory.resolve())
+        where = f" on the private copy {copy.root}" if copy is not None else f" on {directory} (--allow-gap)"
+        err.print(f"[green]verified[/green] {env['MIR_VERIFIED_REF']}; running {' '.join(command)}{where}")
+        code = run_job(command, env, readonly=copy.root if copy is not None else None,
+                       note=lambda text: err.print(f"[yellow]note:[/yellow] {text}"))
+    finally:
+        if copy is not None:
+            remove_copy(copy.root)
+        if receipt_file is not None:
+            receipt_file.unlink(missing_ok=True)
+    raise typer.Exit(code)
+
+
+def _private_copy(directory: Path, root: Path | None, max_bytes: int | None, allow_gap: bool) -> PrivateCopy | None:
+    """The verified private copy of DIR, or None when it would not fit and ``--allow-gap`` was given."""
+    try:
+        return make_private_copy(directory, root=root, max_bytes=max_bytes)
+    except CopyRefused as exc:
+        if not allow_gap:
+            err.print(f"[red]error:[/red] {exc}: not running the job. Free space, lower the model size, point "
+                      "--copy-dir elsewhere, or accept verifying in place with --allow-gap")
+            raise typer.Exit(2) from exc
+        err.print(f"[yellow]warning:[/yellow] {exc}; --allow-gap given: verifying {directory} in place, and the job "
+                  "reads it again afterwards (a writer of that directory could change it in between)")
+        return None
+    except (TreeError, OSError) as exc:
+        err.print(f"[red]error:[/red] cannot copy {directory}: {exc}: not running the job")
+        raise typer.Exit(1) from exc
+
+
+def _verify_online(reference: str, directory: Path, keys: list[Path], local: Manifest | None) -> OnlineReport:
+    try:
+        with MirClient() as client:
+            report = verify_online.verify(client, reference, directory, keys=keys, revoked_key_ids=[], policy=True,
+                                          local=local)
+    except MirError as exc:
+        err.print(f"[red]error:[/red] {exc.message} — not running the job (use --bundle to verify offline)")
+        raise typer.Exit(1) from exc
+    for check in report.checks:
+        if not check.ok:
+            err.print(f"[red]FAIL[/red] {check.name}: {check.detail}")
+    if not report.ok:
+        err.print("[red]verification failed: not running the job[/red]")
+        raise typer.Exit(1)
+    return report
 
 
 def register(app: typer.Typer) -> None:

@@ -7,7 +7,7 @@ registry, or given when the registry is unreachable — must pass every check
 inclusion), be about the version asked for, answer this request (a nonce the
 registry echoes in the signed attestation) and be no older than the policy's
 ``bundle_max_age`` (or the caller's ``max_bundle_age``). Then every file is read once, hashed, and only the bytes that
-hashed correctly become tensors (``registry.verified_read``). torch is an
+hashed correctly become tensors (``registry.client.verified_read``). torch is an
 optional extra and is imported only when loading.
 """
 
@@ -17,6 +17,7 @@ import json
 import os
 import secrets
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,12 +26,16 @@ from registry.client.bundles import BundleError, Subject, check_bundle
 from registry.client.http import MirClient, MirError
 from registry.client.offline import pinned_key_for_configured_registry
 from registry.client.pins import TrustError, pinned_registry_key, trusted_signer_keys
+from registry.client.private_copy import make_private_copy, remove_copy
 from registry.client.read_errors import LoaderError, VerifiedLoadError
-from registry.client.verified_read import read_verified_safetensors
+from registry.client.verified_read import read_verified, read_verified_safetensors
 from registry.core.names import InvalidNameError, parse_ref
 from signing.keys import PublicKey, load_public_key
 
-__all__ = ["LoaderError", "PolicyRefusedError", "VerifiedLoadError", "load_verified"]
+__all__ = [
+    "LoaderError", "PolicyRefusedError", "VerifiedLoadError", "VerifiedPretrained", "from_pretrained_verified",
+    "load_verified", "verified_expectations",
+]
 
 
 class PolicyRefusedError(LoaderError):
@@ -100,6 +105,30 @@ def load_verified(
     :class:`PolicyRefusedError` or :class:`VerifiedLoadError` naming the file and the reason; never returns
     anything partial.
     """
+    expected = verified_expectations(ref_or_bundle, keys=keys, registry_key=registry_key, algorithm=algorithm,
+                                     url=url, token=token, max_bundle_age=max_bundle_age, now=now)
+    # Files are classified by content: safetensors become tensors, JSON/text are only checked, and pickles are
+    # refused even when listed. Which formats the version may contain was already decided by the attested policy.
+    return read_verified_safetensors(local_dir, expected, device=device, dtype=dtype, workers=workers,
+                                     allow_data_files=list(expected))
+
+
+def verified_expectations(
+    ref_or_bundle: str | os.PathLike[str] | Mapping[str, Any],
+    *,
+    keys: Iterable[str | os.PathLike[str]] = (),
+    registry_key: str | os.PathLike[str] | PublicKey | None = None,
+    algorithm: str = "sha256",
+    url: str | None = None,
+    token: str | None = None,
+    max_bundle_age: timedelta | float | None = None,
+    now: datetime | None = None,
+) -> dict[str, str]:
+    """Every path of the version and the digest its bytes must have, once the bundle passed every check.
+
+    The one trust decision behind :func:`load_verified` and ``from_pretrained_verified``: raises
+    :class:`PolicyRefusedError` or :class:`LoaderError`.
+    """
     if algorithm not in ("sha256", "blake3"):
         raise LoaderError(f"unknown digest algorithm {algorithm!r}: use sha256 or blake3")
     key: PublicKey | None
@@ -123,13 +152,72 @@ def load_verified(
     if not report.ok or report.manifest is None:
         raise PolicyRefusedError(report.reference, report.failures() or ["the bundle has no manifest"])
     if algorithm == "sha256":
-        expected = {f.path: f.digest for f in report.manifest.files}
-    else:
-        missing = [f.path for f in report.manifest.files if f.path not in report.blake3]
-        if missing:
-            raise PolicyRefusedError(report.reference, [f"no registry-attested BLAKE3 digest for {missing[0]}"])
-        expected = {f.path: report.blake3[f.path] for f in report.manifest.files}
-    # Files are classified by content: safetensors become tensors, JSON/text are only checked, and pickles are
-    # refused even when listed. Which formats the version may contain was already decided by the attested policy.
-    return read_verified_safetensors(local_dir, expected, device=device, dtype=dtype, workers=workers,
-                                     allow_data_files=list(expected))
+        return {f.path: f.digest for f in report.manifest.files}
+    missing = [f.path for f in report.manifest.files if f.path not in report.blake3]
+    if missing:
+        raise PolicyRefusedError(report.reference, [f"no registry-attested BLAKE3 digest for {missing[0]}"])
+    return {f.path: report.blake3[f.path] for f in report.manifest.files}
+
+
+@dataclass
+class VerifiedPretrained:
+    """A transformers model built from verified bytes only, and its tokenizer when the version has one."""
+
+    model: Any
+    tokenizer: Any | None
+    reference: str
+
+
+def from_pretrained_verified(
+    model_cls: Any,
+    ref_or_bundle: str | os.PathLike[str] | Mapping[str, Any],
+    local_dir: str | os.PathLike[str],
+    *,
+    device: str = "cpu",
+    dtype: Any = None,
+    tokenizer: bool = True,
+    keys: Iterable[str | os.PathLike[str]] = (),
+    registry_key: str | os.PathLike[str] | PublicKey | None = None,
+    algorithm: str = "sha256",
+    workers: int | None = None,
+    url: str | None = None,
+    token: str | None = None,
+    max_bundle_age: timedelta | float | None = None,
+) -> VerifiedPretrained:
+    """``model_cls.from_pretrained(local_dir)`` without the gap between checking the files and reading them.
+
+    The bundle decides as for :func:`load_verified`. The weights become tensors only from bytes that hashed
+    correctly (safetensors only: a pickle is refused even when listed). Config, generation config and tokenizer
+    files are hashed while they are copied into a private, sealed directory, and transformers reads them from
+    there; the model is built with ``from_pretrained(None, config=..., state_dict=...)``, so transformers never
+    opens ``local_dir``. Raises :class:`PolicyRefusedError`, :class:`VerifiedLoadError` or :class:`LoaderError`.
+    """
+    expected = verified_expectations(ref_or_bundle, keys=keys, registry_key=registry_key, algorithm=algorithm,
+                                     url=url, token=token, max_bundle_age=max_bundle_age)
+    read = read_verified(local_dir, expected, device="cpu", dtype=dtype, workers=workers,
+                         allow_data_files=list(expected))
+    if not read.tensors:
+        raise VerifiedLoadError(str(local_dir), "the version holds no safetensors weights", code="no_weights")
+    others = [path for path, kind in read.files.items() if kind != "safetensors"]
+    copy = make_private_copy(Path(local_dir), only=others, algorithm=algorithm, workers=workers)
+    try:
+        for entry in copy.manifest.files:
+            if entry.digest != expected[entry.path]:
+                raise VerifiedLoadError(entry.path, "changed after it was checked: its bytes no longer match the "
+                                        "manifest", code="digest_mismatch")
+        from transformers import AutoConfig, AutoTokenizer, GenerationConfig
+
+        config = AutoConfig.from_pretrained(copy.root, local_files_only=True)
+        model = model_cls.from_pretrained(None, config=config, state_dict=read.tensors, dtype=dtype)
+        if (copy.root / "generation_config.json").is_file():
+            model.generation_config = GenerationConfig.from_pretrained(copy.root, local_files_only=True)
+        tok = None
+        if tokenizer and any(Path(p).name.startswith("tokenizer") or Path(p).name == "vocab.txt" for p in others):
+            tok = AutoTokenizer.from_pretrained(copy.root, local_files_only=True)
+    finally:
+        remove_copy(copy.root)
+    model.eval()
+    if device != "cpu":
+        model.to(device)
+    reference = str(ref_or_bundle) if not isinstance(ref_or_bundle, Mapping) else str(ref_or_bundle.get("artifact"))
+    return VerifiedPretrained(model=model, tokenizer=tok, reference=reference)

@@ -14,6 +14,7 @@ from registry.client.config import load_credentials
 from registry.client.pins import pinned_key_for, trusted_signer_keys
 from signing.hashing import hash_directory
 from signing.keys import KeyFormatError, PublicKey, load_public_key
+from signing.manifest import Manifest
 from signing.tree import TreeError
 from signing.verify import compare_manifests
 
@@ -38,8 +39,10 @@ def pinned_key_for_configured_registry() -> PublicKey | None:
 def check_local(
     data: bytes, directory: Path | None, *, key_paths: list[Path], revoked: list[str], registry_key_path: Path | None,
     workers: int | None = None, max_bundle_age: timedelta | None = None, subject: Subject | None = None,
+    local: Manifest | None = None,
 ) -> BundleReport:
-    """Bundle checks plus, when a directory is given, the local files against the bundle's manifest."""
+    """Bundle checks plus, when a directory is given, the local files (or ``local``, the manifest of bytes
+    already hashed) against the bundle's manifest."""
     env_key = os.environ.get("MIR_REGISTRY_KEY")
     if registry_key_path is None and env_key:
         registry_key_path = Path(env_key)
@@ -48,7 +51,7 @@ def check_local(
                           revoked_key_ids=revoked, max_bundle_age=max_bundle_age, subject=subject)
     if directory is not None and report.manifest is not None:
         try:
-            problems = compare_manifests(report.manifest, hash_directory(directory, workers=workers))
+            problems = compare_manifests(report.manifest, local or hash_directory(directory, workers=workers))
         except (TreeError, OSError) as exc:
             report.add("files", False, f"cannot hash {directory}: {exc}")
         else:
@@ -60,6 +63,7 @@ def check_local(
 def run(
     bundle_path: Path, directory: Path, *, key_paths: list[Path], revoked: list[str], registry_key_path: Path | None,
     workers: int | None = None, max_bundle_age: str | None = None, subject: Subject | None = None,
+    local: Manifest | None = None,
 ) -> int:
     """Print one line per check; 0 only if all hold, 1 if one fails, 2 if the bundle or an option is unusable."""
     out, err = Console(soft_wrap=True), Console(stderr=True, soft_wrap=True)
@@ -70,7 +74,7 @@ def run(
         age = parse_age(max_bundle_age) if max_bundle_age is not None else None
         report = check_local(data, directory, key_paths=key_paths, revoked=revoked,
                              registry_key_path=registry_key_path, workers=workers, max_bundle_age=age,
-                             subject=subject)
+                             subject=subject, local=local)
     except (BundleError, KeyFormatError, OSError, ValueError) as exc:
         err.print(f"[red]error:[/red] {exc}")
         return 2

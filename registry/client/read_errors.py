@@ -18,7 +18,7 @@ class VerifiedLoadError(LoaderError):
     ``code`` is a stable word for programs: ``bad_expected``, ``unsafe_tree``, ``extra_file``,
     ``missing_file``, ``unreadable``, ``changed``, ``digest_mismatch``, ``pickle_refused``,
     ``unknown_format``, ``malformed_safetensors``, ``unsupported_dtype``, ``duplicate_tensor``,
-    ``out_of_memory``.
+    ``out_of_memory``, ``no_weights``.
     """
 
     def __init__(self, path: str, reason: str, *, code: str = "refused") -> None:

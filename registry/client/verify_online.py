@@ -71,7 +71,10 @@ def _signature_checks(
 def verify(
     client: MirClient, reference: str, directory: Path, *, keys: list[Path], revoked_key_ids: list[str],
     workers: int | None = None, registry_key_pem: str | None = None, policy: bool = False,
+    local: Manifest | None = None,
 ) -> OnlineReport:
+    """Check ``directory`` (or ``local``, the manifest of bytes already hashed, e.g. while copying them)
+    against the version, its signatures and, with ``policy``, the registry's signed decision."""
     report = OnlineReport(reference)
     version = client.show_version(reference)
     report.reference = f"{version['artifact']}@{version['version']}"
@@ -79,11 +82,11 @@ def verify(
     report.manifest_digest = manifest.digest()
     report.add("manifest digest", manifest.digest() == version["manifest_digest"],
                f"recomputed {manifest.digest()}, registry says {version['manifest_digest']}")
-    try:
-        local = hash_directory(directory, workers=workers)
-    except (TreeError, OSError) as exc:
-        report.add("files", False, f"cannot hash {directory}: {exc}")
-        local = None
+    if local is None:
+        try:
+            local = hash_directory(directory, workers=workers)
+        except (TreeError, OSError) as exc:
+            report.add("files", False, f"cannot hash {directory}: {exc}")
     if local is not None:
         failures = compare_manifests(manifest, local)
         detail = "; ".join(str(f) for f in failures[:20]) + (" ..." if len(failures) > 20 else "")

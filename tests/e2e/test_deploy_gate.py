@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import signal
+import sys
 from pathlib import Path
 
 import pytest
@@ -143,9 +145,77 @@ def test_run_refuses_a_tampered_directory(ns: Namespace, tmp_path: Path) -> None
     ok = ns.server.cli("run", "--verify", f"{ns.name}/runme@1", str(src), "--key", str(ns.pub), "--",
                        "python", "-c", f"import os; open({str(marker)!r}, 'w').write(os.environ['MIR_VERIFIED_DIR'])")
     assert ok.returncode == 0, ok.stderr
-    assert marker.read_text() == str(src.resolve())
+    ran_on = Path(marker.read_text())
+    assert ran_on.name.startswith("mir-verified-") and ran_on != src.resolve()  # the private copy, not DIR
+    assert not ran_on.exists()  # removed when the job ended
     marker.unlink()
+    recipe = ns.server.cli("run", "--verify", f"{ns.name}/runme@1", str(src), "--key", str(ns.pub), "--",
+                           "sh", "-c", 'exec cat "$MIR_VERIFIED_DIR/config.json"')  # the README recipes' shape
+    assert recipe.returncode == 0 and recipe.stdout == (src / "config.json").read_text(), recipe.stderr
     make_tree(src, {"extra.py": b"print('smuggled')"})
     refused = ns.server.cli("run", "--verify", f"{ns.name}/runme@1", str(src), "--key", str(ns.pub), "--",
                             "python", "-c", f"open({str(marker)!r}, 'w').write('x')")
     assert refused.returncode == 1 and not marker.exists()
+
+
+# -- mir run --verify: the job reads a private copy of the verified bytes --------------------------------------
+
+JOB = """
+import os, signal, sys
+copy = os.environ["MIR_VERIFIED_DIR"]
+open(sys.argv[1], "w").write(copy)
+# someone rewrites DIR after the check: the job must still read what was verified
+open(os.path.join(sys.argv[2], "model-00001-of-00002.safetensors"), "wb").write(b"evil")
+verified = open(os.path.join(copy, "model-00001-of-00002.safetensors"), "rb").read()
+refused = []
+for attempt in (lambda: open(os.path.join(copy, "model-00001-of-00002.safetensors"), "r+b"),
+                lambda: open(os.path.join(copy, "new.py"), "w"),
+                lambda: os.chmod(os.path.join(copy, "model-00001-of-00002.safetensors"), 0o666),
+                lambda: os.remove(os.path.join(copy, "model-00001-of-00002.safetensors"))):
+    try:
+        attempt()
+    except OSError as exc:
+        refused.append(exc.__class__.__name__)
+print("verified-bytes", len(verified), verified[:8].hex(), "refused", len(refused))
+if sys.argv[3] == "kill":
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_run_gives_the_job_a_private_read_only_copy(ns: Namespace, tmp_path: Path) -> None:
+    src = safetensors_model(tmp_path / "m")
+    ns.push(src, f"{ns.name}/copy@1")
+    original = (src / "model-00001-of-00002.safetensors").read_bytes()
+    (tmp_path / "job.py").write_text(JOB)
+    marker = tmp_path / "copy-path"
+    copies = tmp_path / "copies"
+    copies.mkdir()
+    (copies / "mir-verified-999999999-stale").mkdir()  # left by a runner that was killed: swept
+    args = ["run", "--verify", f"{ns.name}/copy@1", str(src), "--key", str(ns.pub), "--copy-dir", str(copies),
+            "--", sys.executable, str(tmp_path / "job.py"), str(marker), str(src)]
+    done = ns.server.cli(*args, "exit")
+    assert done.returncode == 0, done.stderr
+    assert f"verified-bytes {len(original)} {original[:8].hex()} refused 4" in done.stdout, done.stdout
+    assert (src / "model-00001-of-00002.safetensors").read_bytes() == b"evil"  # DIR changed; the job never saw it
+    assert Path(marker.read_text()).parent == copies.resolve()
+    assert list(copies.iterdir()) == []  # the copy is gone, and so is the stale one
+
+    (src / "model-00001-of-00002.safetensors").write_bytes(original)
+    killed = ns.server.cli(*args, "kill")
+    assert killed.returncode == 128 + signal.SIGKILL, killed.stderr
+    assert list(copies.iterdir()) == []  # removed although the job was killed
+
+
+def test_run_refuses_a_copy_that_does_not_fit_unless_the_gap_is_accepted(ns: Namespace, tmp_path: Path) -> None:
+    src = safetensors_model(tmp_path / "m")
+    ns.push(src, f"{ns.name}/big@1")
+    marker = tmp_path / "ran"
+    job = ["--", sys.executable, "-c", f"import os; open({str(marker)!r}, 'w').write(os.environ['MIR_VERIFIED_DIR'])"]
+    base = ["run", "--verify", f"{ns.name}/big@1", str(src), "--key", str(ns.pub), "--max-copy-bytes", "10"]
+    refused = ns.server.cli(*base, *job)
+    assert refused.returncode == 2 and "--max-copy-bytes 10" in refused.stderr and "--allow-gap" in refused.stderr
+    assert not marker.exists()
+    gap = ns.server.cli(*base, "--allow-gap", *job)
+    assert gap.returncode == 0, gap.stderr
+    assert "--allow-gap given" in gap.stderr
+    assert marker.read_text() == str(src.resolve())

@@ -107,3 +107,61 @@ def test_registry_unreachable_with_and_without_bundle(ns: Namespace, tmp_path: P
     bundle["manifest"]["files"][0]["digest"] = "sha256:" + "1" * 64
     with pytest.raises(PolicyRefusedError, match="manifest"):
         load_verified(bundle, src, "cpu", keys=[ns.pub], registry_key=ns.registry_pub, url=dead, token="mir_x")
+
+
+# -- transformers: from_pretrained_verified -------------------------------------------------------------------
+
+
+def tiny_gpt2(root: Path) -> Path:
+    """A 2-layer GPT-2 with a word-piece tokenizer, saved as transformers saves it (safetensors)."""
+    from transformers import BertTokenizerFast, GenerationConfig, GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "model", "is", "verified", "before", "it", "runs"]
+    model = GPT2LMHeadModel(GPT2Config(n_layer=2, n_head=2, n_embd=16, n_positions=32, vocab_size=len(words)))
+    model.generation_config = GenerationConfig(max_new_tokens=6, do_sample=False, pad_token_id=0)
+    model.save_pretrained(root)
+    (root / "vocab.txt").write_text("\n".join(words) + "\n")
+    BertTokenizerFast(vocab_file=str(root / "vocab.txt")).save_pretrained(root)
+    return root
+
+
+def test_from_pretrained_verified_generates_as_from_pretrained(ns: Namespace, tmp_path: Path) -> None:
+    from transformers import GPT2LMHeadModel
+
+    from registry.client.loader import from_pretrained_verified
+
+    src = tiny_gpt2(tmp_path / "gpt2")
+    ns.push(src, f"{ns.name}/gpt2@1")
+    kw = {"keys": [ns.pub], "registry_key": ns.registry_pub, "url": ns.server.url, "token": ns.server.admin_token}
+    verified = from_pretrained_verified(GPT2LMHeadModel, f"{ns.name}/gpt2@1", src, **kw)
+    plain = GPT2LMHeadModel.from_pretrained(src).eval()
+    assert verified.tokenizer is not None
+    ids = verified.tokenizer("the model is verified", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        assert torch.equal(verified.model.generate(ids), plain.generate(ids))
+        assert torch.equal(verified.model(ids).logits, plain(ids).logits)
+
+    for name in ("config.json", "model.safetensors", "vocab.txt"):  # one byte flipped after download
+        flipped = tmp_path / f"flipped-{name}"
+        shutil.copytree(src, flipped)
+        data = bytearray((flipped / name).read_bytes())
+        data[len(data) // 2] ^= 0x01
+        (flipped / name).write_bytes(bytes(data))
+        with pytest.raises(VerifiedLoadError, match=re.escape(name)):
+            from_pretrained_verified(GPT2LMHeadModel, f"{ns.name}/gpt2@1", flipped, **kw)
+
+
+def test_from_pretrained_verified_refuses_pickled_weights(ns: Namespace, tmp_path: Path) -> None:
+    from transformers import GPT2LMHeadModel
+
+    from registry.client.loader import from_pretrained_verified
+
+    pickled = tiny_gpt2(tmp_path / "pickled")
+    weights = pickled / "model.safetensors"
+    torch.save(load_file(str(weights)), pickled / "pytorch_model.bin")  # the pickle format transformers also reads
+    weights.unlink()
+    ns.push(pickled, f"{ns.name}/gpt2-pickled@1")
+    with pytest.raises(PolicyRefusedError, match="formats"):
+        from_pretrained_verified(GPT2LMHeadModel, f"{ns.name}/gpt2-pickled@1", pickled, keys=[ns.pub],
+                                 registry_key=ns.registry_pub, url=ns.server.url, token=ns.server.admin_token)
