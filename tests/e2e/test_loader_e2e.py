@@ -33,7 +33,7 @@ def load(ns: Namespace, source: object, directory: Path, **kw: object) -> dict[s
                          url=ns.server.url, token=ns.server.admin_token, **kw)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("algorithm", ["sha256", "blake3"])
+@pytest.mark.parametrize("algorithm", ["sha256", "blake3", "auto"])
 def test_loads_exactly_the_signed_tensors(ns: Namespace, tmp_path: Path, algorithm: str) -> None:
     src = safetensors_model(tmp_path / "m")
     ns.push(src, f"{ns.name}/llm@1")
