@@ -120,7 +120,7 @@ def tiny_gpt2(root: Path) -> Path:
     words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "model", "is", "verified", "before", "it", "runs"]
     model = GPT2LMHeadModel(GPT2Config(n_layer=2, n_head=2, n_embd=16, n_positions=32, vocab_size=len(words)))
     model.generation_config = GenerationConfig(max_new_tokens=6, do_sample=False, pad_token_id=0)
-    model.save_pretrained(root)
+    model.save_pretrained(root, max_shard_size="20KB")  # sharded, with model.safetensors.index.json
     (root / "vocab.txt").write_text("\n".join(words) + "\n")
     BertTokenizerFast(vocab_file=str(root / "vocab.txt")).save_pretrained(root)
     return root
@@ -142,7 +142,9 @@ def test_from_pretrained_verified_generates_as_from_pretrained(ns: Namespace, tm
         assert torch.equal(verified.model.generate(ids), plain.generate(ids))
         assert torch.equal(verified.model(ids).logits, plain(ids).logits)
 
-    for name in ("config.json", "model.safetensors", "vocab.txt"):  # one byte flipped after download
+    shards = sorted(p.name for p in src.glob("model-*.safetensors"))
+    assert len(shards) > 1 and (src / "model.safetensors.index.json").is_file()
+    for name in ("config.json", shards[-1], "vocab.txt"):  # one byte flipped after download
         flipped = tmp_path / f"flipped-{name}"
         shutil.copytree(src, flipped)
         data = bytearray((flipped / name).read_bytes())
@@ -158,9 +160,12 @@ def test_from_pretrained_verified_refuses_pickled_weights(ns: Namespace, tmp_pat
     from registry.client.loader import from_pretrained_verified
 
     pickled = tiny_gpt2(tmp_path / "pickled")
-    weights = pickled / "model.safetensors"
-    torch.save(load_file(str(weights)), pickled / "pytorch_model.bin")  # the pickle format transformers also reads
-    weights.unlink()
+    state: dict[str, torch.Tensor] = {}
+    for shard in pickled.glob("model*.safetensors*"):
+        if shard.suffix == ".safetensors":
+            state.update(load_file(str(shard)))
+        shard.unlink()
+    torch.save(state, pickled / "pytorch_model.bin")  # the pickle format transformers also reads
     ns.push(pickled, f"{ns.name}/gpt2-pickled@1")
     with pytest.raises(PolicyRefusedError, match="formats"):
         from_pretrained_verified(GPT2LMHeadModel, f"{ns.name}/gpt2-pickled@1", pickled, keys=[ns.pub],
