@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass
 
 from scanners.report import Verdict
+from scanners.sklearn_allowlist import SKLEARN_SAFE
 
 _TORCH_DTYPES = (
     "bfloat16", "bits16", "bits1x8", "bits2x4", "bits4x2", "bits8", "bool", "complex128", "complex32",
@@ -225,7 +226,7 @@ def fix_imports(module: str, name: str) -> tuple[str, str]:
 
 
 def is_allowlisted(qualname: str) -> bool:
-    return qualname in _SAFE_EXACT or any(p.fullmatch(qualname) for p in _SAFE_PATTERNS)
+    return qualname in _SAFE_EXACT or qualname in SKLEARN_SAFE or any(p.fullmatch(qualname) for p in _SAFE_PATTERNS)
 
 
 def _denylisted(parts: list[str]) -> str | None:
@@ -243,8 +244,19 @@ def _denylisted(parts: list[str]) -> str | None:
     return None
 
 
-def classify(module: str, name: str) -> Classification:
-    """Classify ``module.name`` as an unpickler would resolve it (protocol-4 dotted names included)."""
+def classify(module: str, name: str, trusted: frozenset[str] = frozenset()) -> Classification:
+    """Classify ``module.name`` as an unpickler would resolve it (protocol-4 dotted names included).
+
+    ``trusted`` names extra globals a namespace accepts as data; they can only lift ``suspicious``, never
+    ``malicious``: no configuration makes a code-execution gadget clean.
+    """
+    verdict = _classify(module, name)
+    if verdict.verdict is Verdict.SUSPICIOUS and f"{module}.{name}" in trusted:
+        return Classification(Verdict.CLEAN, "trusted by this namespace's scan settings")
+    return verdict
+
+
+def _classify(module: str, name: str) -> Classification:
     qualname = f"{module}.{name}"
     if is_allowlisted(qualname):
         return SAFE

@@ -8,7 +8,7 @@ small bombs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -41,3 +41,5 @@ class Limits:
     max_spool: int = 8 * GiB
     """Largest decompressed archive copied to a temporary file to be read as a zip."""
     max_findings: int = 1000
+    extra_safe_globals: frozenset[str] = field(default_factory=frozenset)
+    """Pickle globals (``module.name``) trusted beyond the built-in allowlist; never lifts a malicious one."""

@@ -276,7 +276,7 @@ class PickleMachine:
         if use is None:
             if len(self.globals) > 100_000:
                 raise LimitExceeded("too many distinct globals", offset=self.op_offset)
-            use = GlobalUse(ref.qualname, self.op_offset, policy.classify(module, name))
+            use = GlobalUse(ref.qualname, self.op_offset, policy.classify(module, name, self.limits.extra_safe_globals))
             self.globals[ref.qualname] = use
         use.count += 1
         use.ops.add(op)

@@ -77,6 +77,7 @@ def scan_path_sandboxed(
     shown = os.fspath(path)
     cpu = cpu_seconds if cpu_seconds is not None else max(1, int(timeout_s))
     overrides = dataclasses.asdict(limits) if limits is not None else {}
+    overrides = {k: sorted(v) if isinstance(v, frozenset) else v for k, v in overrides.items()}  # JSON: no sets
     cmd = [
         sys.executable, "-I", "-c", _BOOT,
         "--cpu-seconds", str(cpu), "--memory-bytes", str(memory_bytes),

@@ -41,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("path")
     args = parser.parse_args(argv)
     overrides = json.loads(args.limits_json)
+    if "extra_safe_globals" in overrides:
+        overrides["extra_safe_globals"] = frozenset(overrides["extra_safe_globals"])
     limits = Limits(**overrides)
     apply_limits(args.cpu_seconds, args.memory_bytes, limits.max_spool)
     from scanners.api import scan_path

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
+from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Annotated
 
@@ -18,8 +19,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from scanners import Finding, Report, Verdict, scan_path
+from scanners import Finding, Limits, Report, Verdict, scan_path
 from scanners.sandbox import scan_path_sandboxed
+from scanners.sarif import to_sarif
 
 EXIT_CLEAN = 0
 EXIT_FLAGGED = 1
@@ -80,13 +82,26 @@ def register(app: typer.Typer) -> None:
     @app.command("scan")
     def scan(
         paths: Annotated[list[Path], typer.Argument(help="Files or directories to scan.")],
-        json_output: Annotated[bool, typer.Option("--json", help="Print reports as JSON.")] = False,
+        json_output: Annotated[bool, typer.Option("--json", help="Print reports as JSON (= --format json).")] = False,
+        output_format: Annotated[
+            str, typer.Option("--format", help="table, json, or sarif (SARIF 2.1.0 for CI code scanning)")
+        ] = "table",
         sandbox: Annotated[
             bool, typer.Option("--sandbox", help="Scan each file in a resource-limited child process.")
         ] = False,
         verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show every finding.")] = False,
+        trust_global: Annotated[
+            list[str] | None,
+            typer.Option("--trust-global", help="also accept this pickle global (module.name) as data; repeatable. "
+                                                "Never lifts a global known to run code"),
+        ] = None,
     ) -> None:
         """Scan model files for unsafe pickles and malformed formats (exit 0 clean, 1 flagged, 2 error)."""
+        fmt = "json" if json_output else output_format
+        if fmt not in ("table", "json", "sarif"):
+            Console(stderr=True).print(f"[red]error:[/red] --format {fmt!r}: use table, json or sarif")
+            raise typer.Exit(EXIT_ERROR)
+        limits = Limits(extra_safe_globals=frozenset(trust_global or ()))
         reports: list[Report] = []
         for root in paths:
             if not root.exists() and not root.is_symlink():
@@ -95,9 +110,11 @@ def register(app: typer.Typer) -> None:
                 reports.append(report)
                 continue
             for file in iter_files(root):
-                reports.append(scan_path_sandboxed(file) if sandbox else scan_path(file))
-        if json_output:
+                reports.append(scan_path_sandboxed(file, limits=limits) if sandbox else scan_path(file, limits=limits))
+        if fmt == "json":
             typer.echo(json.dumps([r.to_dict() for r in reports], indent=2))
+        elif fmt == "sarif":
+            typer.echo(json.dumps(to_sarif(reports, tool_version=package_version("mir"), base=Path.cwd()), indent=2))
         else:
             console = Console()
             console.print(_table(reports, verbose))

@@ -12,7 +12,6 @@ import struct
 from scanners.errors import MalformedError
 from scanners.pickle_machine import Handler, PickleMachine, parse_int
 from scanners.pickle_values import UNKNOWN, Const
-from scanners.report import Verdict
 
 _SMALL_INTS = [Const(i) for i in range(256)]
 """Shared constants for BININT1 (never mutated)."""
@@ -144,7 +143,8 @@ def op_false(m: PickleMachine) -> bool:
 
 
 def op_next_buffer(m: PickleMachine) -> bool:
-    m.finding(Verdict.SUSPICIOUS, "pickle uses out-of-band buffers (NEXT_BUFFER)", key="oob")
+    """Protocol 5 out-of-band data: the loader supplies the buffer, the file names no code, so no finding;
+    what the buffer is wrapped in (an ndarray, a bytearray) is judged by its globals like anything else."""
     return m.push(UNKNOWN)
 
 

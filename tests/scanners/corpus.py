@@ -289,8 +289,9 @@ def third_party_samples() -> list[Sample]:
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.jit.save(torch.jit.script(m["mlp"]), scripted)
     return [
-        Sample("sklearn_logreg.joblib", "third_party", joblib_bytes(LogisticRegression().fit(x, y)), "sklearn"),
-        Sample("sklearn_forest.pkl", "third_party",
+        # Allowlisted estimators (scanners.sklearn_allowlist): clean, though loading needs sklearn.
+        Sample("sklearn_logreg.joblib", "benign", joblib_bytes(LogisticRegression().fit(x, y)), "sklearn"),
+        Sample("sklearn_forest.pkl", "benign",
                pickle.dumps(RandomForestClassifier(n_estimators=3, random_state=0).fit(x, y)), "sklearn pickle"),
         Sample("torch_full_model.pt", "third_party", torch_bytes(m["mlp"]), "whole nn.Module pickled"),
         Sample("torchscript_mlp.pt", "third_party", scripted.getvalue(), "TorchScript archive"),

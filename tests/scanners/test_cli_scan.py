@@ -95,3 +95,57 @@ def test_runs_as_a_program(tmp_path: Path) -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code, "scan", str(tmp_path)], capture_output=True, text=True)
     assert proc.returncode == 1, proc.stderr
+
+
+def test_sarif_output_for_code_scanning(tmp_path: Path) -> None:
+    """The real `mir` program, as a CI job runs it: findings land on their files with a level and a rule."""
+    tree = _tree(tmp_path / "repo")
+    (tree / "evil.pkl").write_bytes(os_system_pickle())
+    done = subprocess.run(
+        [sys.executable, "-m", "registry.main", "scan", ".", "--format", "sarif"],
+        cwd=tree, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 1, done.stderr
+    log = json.loads(done.stdout)
+    assert log["version"] == "2.1.0" and log["$schema"].endswith("sarif-2.1.0.json")
+    [run] = log["runs"]
+    assert run["tool"]["driver"]["name"] == "mir scan"
+    rule_ids = {rule["id"] for rule in run["tool"]["driver"]["rules"]}
+    assert run["results"], "the malicious pickle must be reported"
+    for result in run["results"]:
+        assert result["ruleId"] in rule_ids and result["message"]["text"]
+        assert result["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] == "evil.pkl"
+    assert any(r["level"] == "error" and ".system" in r["message"]["text"] for r in run["results"])
+    clean = subprocess.run([sys.executable, "-m", "registry.main", "scan", "sub", "--format", "sarif"],
+                           cwd=tree, capture_output=True, text=True, timeout=120)
+    assert clean.returncode == 0 and json.loads(clean.stdout)["runs"][0]["results"] == []
+    assert runner.invoke(_app(), ["scan", str(tree), "--format", "xml"]).exit_code == 2
+
+
+def test_trusted_globals_lift_suspicious_but_never_malicious(tmp_path: Path) -> None:
+    import pickle
+
+    from sklearn.preprocessing import FunctionTransformer
+
+    model = tmp_path / "ft.pkl"
+    model.write_bytes(pickle.dumps(FunctionTransformer(np.log1p)))
+    assert runner.invoke(_app(), ["scan", str(model)]).exit_code == 1
+    trust = ["--trust-global", "sklearn.preprocessing._function_transformer.FunctionTransformer",
+             "--trust-global", "numpy.log1p"]
+    assert runner.invoke(_app(), ["scan", str(model), *trust]).exit_code == 0
+    (tmp_path / "evil.pkl").write_bytes(os_system_pickle())
+    evil = runner.invoke(_app(), ["scan", str(tmp_path / "evil.pkl"), "--trust-global", "os.system", "--sandbox"])
+    assert evil.exit_code == 1 and "malicious" in evil.output
+
+
+def test_the_pre_commit_hook_runs_mir_scan() -> None:
+    import yaml
+
+    hooks = yaml.safe_load((Path(__file__).resolve().parents[2] / ".pre-commit-hooks.yaml").read_text())
+    [hook] = hooks
+    assert hook["id"] == "mir-scan" and hook["entry"] == "mir scan" and hook["language"] == "python"
+    import re
+
+    pattern = re.compile(hook["files"])
+    assert all(pattern.search(name) for name in ("model.pt", "a/b.pkl", "w.safetensors", "m.gguf", "x.joblib"))
+    assert not pattern.search("README.md")
