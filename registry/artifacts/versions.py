@@ -267,9 +267,12 @@ def move_alias(
             if find_version(session, artifact, alias_name) is not None:
                 raise ApiError(409, "name_taken", f"{alias_name!r} is a version of {artifact.namespace}/"
                                f"{artifact.name}, not usable as alias")
-            session.add(
-                Alias(artifact_id=artifact.id, name=alias_name, version_id=version.id, updated_by=actor, tag=tag)
-            )
+            try:  # a request making the same name at the same moment wins; this one is told so, not a 500
+                with session.begin_nested():
+                    session.add(Alias(artifact_id=artifact.id, name=alias_name, version_id=version.id,
+                                      updated_by=actor, tag=tag))
+            except IntegrityError as exc:
+                raise ApiError(409, "alias_exists", f"{label} was just created by another request") from exc
         else:
             alias.version_id = version.id
             alias.updated_at = utcnow()

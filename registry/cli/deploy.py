@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import tempfile
 from pathlib import Path
+from types import FrameType
 from typing import Annotated
 
 import typer
@@ -108,9 +110,11 @@ def run_command(
     except InvalidNameError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
-    copy = _private_copy(directory, copy_dir, max_copy_bytes, allow_gap)
+    previous = {sig: signal.signal(sig, _stop) for sig in _STOPS}
+    copy: PrivateCopy | None = None
     receipt_file: Path | None = None
     try:
+        copy = _private_copy(directory, copy_dir, max_copy_bytes, allow_gap)
         env = dict(os.environ)
         local = copy.manifest if copy is not None else None
         if bundle is not None:
@@ -132,14 +136,29 @@ def run_command(
         env["MIR_VERIFIED_DIR"] = str(copy.root if copy is not None else directory.resolve())
         where = f" on the private copy {copy.root}" if copy is not None else f" on {directory} (--allow-gap)"
         err.print(f"[green]verified[/green] {env['MIR_VERIFIED_REF']}; running {' '.join(command)}{where}")
-        code = run_job(command, env, readonly=copy.root if copy is not None else None,
-                       note=lambda text: err.print(f"[yellow]note:[/yellow] {text}"))
+        try:
+            code = run_job(command, env, readonly=copy.root if copy is not None else None,
+                           note=lambda text: err.print(f"[yellow]note:[/yellow] {text}"))
+        except OSError as exc:  # as a shell answers: 127 not found, 126 found but not runnable
+            err.print(f"[red]error:[/red] cannot run {command[0]}: {exc.strerror or exc}")
+            code = 127 if isinstance(exc, FileNotFoundError) else 126
     finally:
         if copy is not None:
             remove_copy(copy.root)
         if receipt_file is not None:
             receipt_file.unlink(missing_ok=True)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     raise typer.Exit(code)
+
+
+_STOPS = (signal.SIGTERM, signal.SIGHUP)
+
+
+def _stop(signum: int, _frame: FrameType | None) -> None:
+    """SIGTERM or SIGHUP while copying or verifying: leave through ``finally`` (the private copy, possibly
+    gigabytes of RAM on /dev/shm, is removed) with status 128+N. While the job runs, it gets them instead."""
+    raise typer.Exit(128 + signum)
 
 
 def _private_copy(directory: Path, root: Path | None, max_bytes: int | None, allow_gap: bool) -> PrivateCopy | None:

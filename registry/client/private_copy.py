@@ -21,7 +21,7 @@ from pathlib import Path
 
 from signing.hashing import default_workers, new_hasher, run_parallel
 from signing.manifest import FileEntry, Manifest
-from signing.tree import TreeFile, list_files
+from signing.tree import TreeError, TreeFile, list_files
 
 COPY_PREFIX = "mir-verified-"
 CHUNK = 8 << 20
@@ -30,6 +30,10 @@ _SHM = Path("/dev/shm")  # noqa: S108 - only ever the parent of a mkdtemp direct
 
 class CopyRefused(Exception):
     """The copy would not fit (``--max-copy-bytes`` or the free space where it goes)."""
+
+
+class UnsafeCopyRoot(PermissionError):
+    """Someone else could rename the copy (or a folder above it) and put their own files in its place."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,7 @@ def make_private_copy(
     removed.
     """
     root = root or default_copy_root()
+    check_copy_root(root)
     files = list_files(directory)
     if only is not None:
         wanted = set(only)
@@ -89,22 +94,56 @@ def make_private_copy(
     return PrivateCopy(target, Manifest.from_entries(entries), total)
 
 
+def check_copy_root(root: Path) -> None:
+    """Refuse a copy root that another user could rename things in, itself or any folder above it.
+
+    Whoever can rename the copy's directory can put one of their own under its name after the bytes were
+    hashed, and the job would load that. A folder is safe when it belongs to this user or to root and, if
+    others may write to it, has the sticky bit (``/tmp``, ``/dev/shm``), so they cannot rename what is ours.
+    """
+    resolved = root.resolve(strict=True)
+    for folder in (resolved, *resolved.parents):
+        st = os.stat(folder)
+        shared = st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not st.st_mode & stat.S_ISVTX
+        if st.st_uid not in (os.getuid(), 0) or shared:
+            who = "belongs to another user" if st.st_uid not in (os.getuid(), 0) else "others may rename in it"
+            raise UnsafeCopyRoot(f"copy root {root}: {folder} {who}, so the verified copy could be swapped; "
+                                 "pick a --copy-dir only you (or root, with the sticky bit) control")
+
+
 def _copy_one(tree_file: TreeFile, target: Path, algorithm: str) -> FileEntry:
-    """Read ``tree_file`` once: every chunk is hashed and written; the digest describes the copy."""
+    """Read ``tree_file`` once: every chunk is hashed and written; the digest describes the copy.
+
+    Only the regular file of the listed size is read: one swapped since the listing for a symlink, a FIFO or
+    a device, or that grew, is refused before it could block the copy or fill the (RAM-backed) copy root.
+    """
     hasher = new_hasher(algorithm)
     buf = bytearray(CHUNK)
     view = memoryview(buf)
     size = 0
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-    out_fd = os.open(target / tree_file.path, flags, 0o600)
+    nofollow, cloexec = getattr(os, "O_NOFOLLOW", 0), getattr(os, "O_CLOEXEC", 0)
+    changed = f"{tree_file.source}: changed while it was being copied"
     try:
-        with open(tree_file.source, "rb", buffering=0) as source:
-            while n := source.readinto(view):
+        in_fd = os.open(tree_file.source, os.O_RDONLY | nofollow | cloexec | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        raise TreeError(f"{changed} ({exc.strerror or exc})") from exc
+    try:
+        if not stat.S_ISREG(os.fstat(in_fd).st_mode):
+            raise TreeError(f"{changed}: no longer a regular file")
+        out_fd = os.open(target / tree_file.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | nofollow | cloexec, 0o600)
+        try:
+            while n := os.readv(in_fd, [view[: min(CHUNK, tree_file.size + 1 - size)]]):
                 hasher.update(view[:n])
                 _write_all(out_fd, view[:n])
                 size += n
+                if size > tree_file.size:
+                    raise TreeError(f"{changed}: it grew past the {tree_file.size} bytes listed")
+        finally:
+            os.close(out_fd)
     finally:
-        os.close(out_fd)
+        os.close(in_fd)
+    if size != tree_file.size:
+        raise TreeError(f"{changed}: {size} bytes, {tree_file.size} listed")
     return FileEntry(path=tree_file.path, size=size, digest=f"{algorithm}:{hasher.hexdigest()}")
 
 
@@ -123,8 +162,11 @@ def _seal(target: Path) -> None:
 
 
 def remove_copy(target: Path) -> None:
-    """Remove a copy made by :func:`make_private_copy`, sealed or not; a copy already gone is fine."""
-    if not target.exists():
+    """Remove a copy made by :func:`make_private_copy`, sealed or not; a copy already gone is fine.
+
+    A symlink in its place is left alone: following it would chmod and delete what it points at.
+    """
+    if target.is_symlink() or not target.exists():
         return
     for dirpath, _dirs, _names in os.walk(target):
         with contextlib.suppress(OSError):
@@ -137,11 +179,15 @@ def sweep_stale_copies(root: Path) -> list[Path]:
     removed = []
     for entry in root.glob(f"{COPY_PREFIX}*"):
         pid_text = entry.name[len(COPY_PREFIX):].split("-", 1)[0]
-        if not pid_text.isdigit() or not entry.is_dir() or entry.is_symlink() or entry.stat().st_uid != os.getuid():
+        try:  # another runner may be removing the same entry right now
+            if not pid_text.isdigit() or entry.is_symlink() or not entry.is_dir() \
+                    or entry.stat().st_uid != os.getuid():
+                continue
+            if not _alive(int(pid_text)):
+                remove_copy(entry)
+                removed.append(entry)
+        except FileNotFoundError:
             continue
-        if not _alive(int(pid_text)):
-            remove_copy(entry)
-            removed.append(entry)
     return removed
 
 

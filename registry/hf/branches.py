@@ -71,7 +71,8 @@ def create_branch(
     _taken(session, ref, artifact, "branch", branch)
     _checked_name(branch, "branch")
     target = _target(session, ref, artifact, starting_point or MAIN)
-    point_alias(session, artifact, branch, target, principal=principal, reason="hf create_branch")
+    if point_alias(session, artifact, branch, target, principal=principal, reason="hf create_branch") is None:
+        raise _exists(ref, "branch", branch, "made by another request just now")  # it already pointed there
     return _answer(ref, "branch", branch, target)
 
 

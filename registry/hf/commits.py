@@ -130,6 +130,10 @@ def _text(value: dict[str, object], key: str, number: int, *, required: bool = T
         raise CommitFormatError(f"line {number}: '{key}' must be a string")
     if len(raw) > limit:
         raise CommitFormatError(f"line {number}: '{key}' is longer than {limit} characters")
+    try:
+        raw.encode("utf-8")  # JSON admits lone surrogates (\ud800); no database or audit entry can hold one
+    except UnicodeEncodeError as exc:
+        raise CommitFormatError(f"line {number}: '{key}' is not valid Unicode text (lone surrogate)") from exc
     return raw
 
 

@@ -129,9 +129,20 @@ def preupload_modes(
 # -- LFS batch -----------------------------------------------------------------------------------------
 
 
+def _echo(oid: object) -> str:
+    """The oid as sent, when it can be written back as JSON text (a lone surrogate such as \\ud800 cannot)."""
+    if not isinstance(oid, str):
+        return ""
+    try:
+        oid.encode("utf-8")
+    except UnicodeEncodeError:
+        return ""
+    return oid
+
+
 def _object_error(oid: object, size: object, code: int, message: str) -> dict[str, Any]:
     return {
-        "oid": oid if isinstance(oid, str) else "",
+        "oid": _echo(oid),
         "size": size if isinstance(size, int) else 0,
         "error": {"code": code, "message": message},
     }

@@ -38,7 +38,7 @@ def json_has_nul(body: bytes) -> bool:
 
 
 class NulGuardMiddleware:
-    """Answers 400 ``invalid_request`` to a request whose URL or JSON body carries a NUL character."""
+    """Answers 400 ``invalid_request`` to a request whose URL or body (blob uploads aside) carries a NUL."""
 
     def __init__(self, app: ASGIApp, streamed: re.Pattern[str] = V1_STREAMED_PATH) -> None:
         self.app = app
