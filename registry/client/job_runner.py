@@ -61,7 +61,8 @@ def run_job(command: Sequence[str], env: dict[str, str], *, readonly: Path | Non
     except subprocess.SubprocessError:
         if preexec is None:
             raise
-        note("could not mount the verified copy read-only (no mount namespace here): file modes protect it")
+        note("could not mount the verified copy read-only here (no mount namespace); it stays in a 0700 "
+             "directory only this user can enter, but a job running as root could still change it")
         process = subprocess.Popen(list(command), env=env)
 
     def forward(signum: int, _frame: FrameType | None) -> None:
