@@ -38,6 +38,8 @@ from scanners.report import Finding, Verdict
 from scanners.source import Reader, Window
 
 HIGHEST_PROTOCOL = 5
+NO_FRAME = 1 << 62
+"""``PickleMachine.frame_end`` while no FRAME is open."""
 
 NestedScan = Callable[[bytes | Window, str], None]
 """Callback scanning a nested payload (bytes or a re-readable window) as member ``name``."""
@@ -107,6 +109,7 @@ class PickleMachine:
         self.proto = 0
         self.retained = 0
         self.op_offset = 0
+        self.frame_end = NO_FRAME  # offset where the open FRAME ends (NO_FRAME: none open)
         self.ops_seen = 0
         self.globals: dict[str, GlobalUse] = {}
         self.persistent_ids: list[Val] = []
@@ -137,6 +140,7 @@ class PickleMachine:
         handlers = self.HANDLERS
         check_every = 0xFFFF
         ops = 0
+        frame_end = self.frame_end  # a local copy, refreshed whenever the machine's may have changed
         try:
             while True:
                 # Fast path: take the opcode straight from the reader's buffer.
@@ -145,17 +149,22 @@ class PickleMachine:
                 if i < len(buf):
                     code = buf[i]
                     r._i = i + 1
-                    self.op_offset = r._base + i
+                    self.op_offset = off = r._base + i
                 else:
-                    self.op_offset = r.tell()
+                    self.op_offset = off = r.tell()
                     code = r.read_byte()
                     if code < 0:
                         raise TruncatedError("pickle ends without a STOP opcode", offset=self.op_offset)
+                if off >= frame_end:
+                    self.leave_frame(off)
+                    frame_end = self.frame_end
                 handler = handlers[code]
                 if handler is None:
                     raise MalformedError(f"invalid pickle opcode 0x{code:02x}", offset=self.op_offset)
                 if handler(self):
                     return self.pop()
+                if code == 0x95:  # FRAME
+                    frame_end = self.frame_end
                 ops += 1
                 if not ops & check_every and (
                     len(self.stack) > self.limits.max_stack or len(self.marks) > self.limits.max_stack
@@ -163,6 +172,22 @@ class PickleMachine:
                     raise LimitExceeded("pickle stack exceeds the scanner limit", offset=self.op_offset)
         finally:
             self.ops_seen += ops
+
+    # -- frames -----------------------------------------------------------------------------------
+    def frame_violation(self, what: str, kind: str) -> None:
+        """CPython's picklers never write these; the pure-Python unpickler refuses them while older C ones read
+        on, so the opcodes a scanner reads may not be the ones a loader runs."""
+        self.finding(
+            Verdict.SUSPICIOUS,
+            f"{what}: unpicklers disagree on how to read this pickle (frame-boundary evasion)",
+            key=f"frame:{kind}",
+        )
+
+    def leave_frame(self, offset: int) -> None:
+        """Close the open FRAME at ``offset``, where the reading has got to; past its end, something crossed it."""
+        if offset > self.frame_end:
+            self.frame_violation(f"an opcode or its data runs past the FRAME ending at offset {self.frame_end}", "x")
+        self.frame_end = NO_FRAME
 
     # -- findings ---------------------------------------------------------------------------------
     def finding(self, severity: Verdict, message: str, *, symbol: str | None = None, key: str = "") -> None:
@@ -350,6 +375,11 @@ class PickleMachine:
         itemsize, has_object = info
         count = math.prod(d for d in dims if d is not None)
         self.joblib_arrays += 1
+        # joblib commits the frame before the array and reads the array from the file, outside any frame
+        if self.frame_end != NO_FRAME:
+            if self.r.tell() < self.frame_end:
+                self.frame_violation("joblib array data inside a FRAME (joblib reads it after the frame)", "j")
+            self.leave_frame(self.r.tell())
         if has_object:
             inner = type(self)(
                 self.r, member=self.member, limits=self.limits, sink=self.sink, nested=self.nested,

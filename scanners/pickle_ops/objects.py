@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from scanners import globals_policy as policy
 from scanners.errors import MalformedError
-from scanners.pickle_machine import HIGHEST_PROTOCOL, Handler, PickleMachine
+from scanners.pickle_machine import HIGHEST_PROTOCOL, NO_FRAME, Handler, PickleMachine
 from scanners.pickle_values import UNKNOWN, Call, Const, GlobalRef, PersRef, Seq, call_target, const_str
 from scanners.report import Verdict
 
@@ -117,11 +117,16 @@ def op_proto(m: PickleMachine) -> bool:
 
 
 def op_frame(m: PickleMachine) -> bool:
-    m.unpack("<Q", 8)
+    size = m.unpack("<Q", 8)
+    if m.frame_end != NO_FRAME:
+        m.frame_violation(f"FRAME at offset {m.op_offset} begins inside an unfinished frame", "n")
+    m.frame_end = m.r.tell() + size
     return False
 
 
-def op_stop(_m: PickleMachine) -> bool:
+def op_stop(m: PickleMachine) -> bool:
+    if m.frame_end != NO_FRAME and m.op_offset + 1 < m.frame_end:
+        m.frame_violation(f"STOP with {m.frame_end - m.op_offset - 1} bytes of its FRAME unread", "s")
     return True
 
 

@@ -276,6 +276,45 @@ def test_out_of_band_buffers_alone_are_clean() -> None:
     assert scan_bytes(b"\x80\x05\x97.").verdict is Verdict.CLEAN
 
 
+# -- frames ----------------------------------------------------------------------------------------------
+def _framed(body: bytes, declared: int) -> bytes:
+    return P.PROTO + b"\x05" + P.FRAME + struct.pack("<Q", declared) + body
+
+
+def test_frames_as_cpython_writes_them_are_clean() -> None:
+    """Large bytes go between frames, long data spans several: none of it crosses a frame boundary."""
+    for obj in ([1, 2, 3], b"x" * 100_000, [1, b"y" * 100_000, 2], list(range(200_000)), {"a": [1, (2, 3)]}):
+        for protocol in (4, 5):
+            report = scan_bytes(pickle.dumps(obj, protocol=protocol))
+            assert (report.verdict, report.findings) == (Verdict.CLEAN, []), (obj, protocol)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        _framed(P.BINBYTES + struct.pack("<I", 20) + b"A" * 20 + P.STOP, 5),
+        _framed(P.SHORT_BINUNICODE + b"\x14" + b"A" * 20 + P.STOP, 3),
+        _framed(P.BININT + struct.pack("<i", 7) + P.STOP, 2),
+        _framed(P.UNICODE + b"hello world\n" + P.STOP, 5),
+        _framed(P.NONE + P.FRAME + struct.pack("<Q", 2) + P.NONE + P.STOP, 30),
+        _framed(P.NONE + P.STOP + b"hidden", 8),
+    ],
+    ids=["BINBYTES", "SHORT_BINUNICODE", "BININT", "UNICODE line", "FRAME in a frame", "STOP inside a frame"],
+)
+def test_a_pickle_that_crosses_its_frame_boundary_is_suspicious(data: bytes) -> None:
+    """Loaders disagree on these (the pure-Python unpickler refuses them, older C ones read on): a scanner that
+    ignores frames can read other opcodes than the loader runs."""
+    report = scan_bytes(data)
+    assert report.verdict is Verdict.SUSPICIOUS, report.findings
+    assert any("frame-boundary evasion" in f.message for f in report.findings)
+
+
+def test_a_payload_behind_a_frame_violation_is_still_malicious() -> None:
+    report = scan_bytes(_framed(P.NONE + P.POP + os_system_pickle(2)[2:], 3))
+    assert report.verdict is Verdict.MALICIOUS
+    assert any("frame-boundary evasion" in f.message for f in report.findings)
+
+
 # -- joblib ----------------------------------------------------------------------------------------------
 def test_joblib_interleaved_arrays_are_delimited() -> None:
     data = joblib_bytes({"a": np.arange(100.0), "u": np.array(["ab", "c"]), "s": np.zeros(2, "i4,f8"),
