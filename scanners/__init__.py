@@ -11,8 +11,9 @@ Public API::
 
 Formats are detected from content: pickle (protocols 0-5, concatenated), PyTorch zip and
 legacy checkpoints, TorchScript, NumPy .npy/.npz, joblib, gzip/bz2/xz/lzma/zlib wrappers, zip
-and tar archives, safetensors, and plain data (text, images, GGUF, Parquet). Anything else is
-reported as unknown, never as clean.
+and tar archives, safetensors, GGUF (chat templates analysed), Keras .keras and HDF5 (legacy
+Keras .h5), ONNX, and plain data (text, images, Parquet). Anything else is reported as unknown,
+never as clean.
 """
 
 from scanners.api import scan_bytes, scan_file, scan_path

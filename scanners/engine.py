@@ -9,7 +9,17 @@ become findings there: ``ScanError`` is an ``error``, ``BombError`` is
 
 from __future__ import annotations
 
-from scanners import numpy_scan, pickle_stream, safetensors_scan, tar_scan, zip_scan
+from scanners import (
+    gguf_scan,
+    hdf5_scan,
+    numpy_scan,
+    onnx_scan,
+    pickle_stream,
+    safetensors_scan,
+    sevenzip_scan,
+    tar_scan,
+    zip_scan,
+)
 from scanners.compression import Inflater
 from scanners.context import Context, Handler, check_text_rest, child
 from scanners.limits import Limits
@@ -80,7 +90,11 @@ def handler(kind: Kind) -> Handler:
         Kind.MAYBE_PICKLE: pickle_stream.scan_maybe_pickle,
         Kind.ZIP: zip_scan.scan_zip,
         Kind.TAR: tar_scan.scan_tar,
+        Kind.SEVENZIP: sevenzip_scan.scan_7z,
         Kind.NPY: numpy_scan.scan_npy,
         Kind.SAFETENSORS: safetensors_scan.scan_safetensors,
+        Kind.GGUF: gguf_scan.scan_gguf,
+        Kind.HDF5: hdf5_scan.scan_hdf5,
+        Kind.ONNX: onnx_scan.scan_onnx,
     }
     return table.get(kind, _scan_unknown)

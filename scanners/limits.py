@@ -41,5 +41,10 @@ class Limits:
     max_spool: int = 8 * GiB
     """Largest decompressed archive copied to a temporary file to be read as a zip."""
     max_findings: int = 1000
+    max_metadata_items: int = 16_000_000
+    """Items in one file's metadata (GGUF keys, tensors and array elements; HDF5 objects; ONNX fields):
+    more is an ``error``, never a hang."""
+    max_config_bytes: int = 64 * MiB
+    """Largest metadata document read into memory: a Keras config, a GGUF chat template."""
     extra_safe_globals: frozenset[str] = field(default_factory=frozenset)
     """Pickle globals (``module.name``) trusted beyond the built-in allowlist; never lifts a malicious one."""

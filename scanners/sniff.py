@@ -8,6 +8,7 @@ import struct
 import zlib
 from enum import StrEnum
 
+from scanners.onnx_scan import looks_like_onnx
 from scanners.pickle_ops import VALID_OPCODES
 from scanners.pickle_scan import is_pickle_start
 
@@ -30,6 +31,7 @@ class Kind(StrEnum):
     ZSTD = "zstd"
     LZ4 = "lz4"
     NPY = "npy"
+    ONNX = "onnx"
     SAFETENSORS = "safetensors"
     HDF5 = "hdf5"
     GGUF = "gguf"
@@ -43,14 +45,12 @@ COMPRESSED = frozenset([Kind.GZIP, Kind.BZIP2, Kind.XZ, Kind.LZMA, Kind.ZLIB])
 """Single-stream wrappers the scanner unwraps (stdlib decompressors)."""
 
 UNSUPPORTED_CONTAINERS = {
-    Kind.SEVENZIP: "7z archive",
     Kind.ZSTD: "zstandard-compressed stream",
     Kind.LZ4: "LZ4-compressed stream",
-    Kind.HDF5: "HDF5 file (Keras/TensorFlow models can embed code)",
 }
 """Containers recognised but not opened: reported as not analysed (never clean)."""
 
-DATA_FORMATS = frozenset([Kind.EMPTY, Kind.TEXT, Kind.GGUF, Kind.PARQUET, Kind.IMAGE])
+DATA_FORMATS = frozenset([Kind.EMPTY, Kind.TEXT, Kind.PARQUET, Kind.IMAGE])
 """Formats no loader executes: plain data."""
 
 
@@ -155,6 +155,8 @@ def sniff(head: bytes, size: int | None) -> Kind:
         return Kind.TAR
     if _is_safetensors(head, size):
         return Kind.SAFETENSORS
+    if looks_like_onnx(head, size):
+        return Kind.ONNX
     if is_pickle_start(head):
         return Kind.PICKLE
     if _is_zlib(head):

@@ -22,6 +22,7 @@ import zipfile
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from scanners import keras_scan
 from scanners.compression import Inflater
 from scanners.context import child
 from scanners.errors import BombError, LimitExceeded, MalformedError, ScanError
@@ -341,6 +342,8 @@ def _scan_zip_window(ctx: Context, window: Window, member: str, depth: int) -> s
             ctx.add(Verdict.MALICIOUS, f"member {m.label!r}: {exc.message}", member=member, offset=m.header_offset)
         except ScanError as exc:
             ctx.add(Verdict.ERROR, f"member {m.label!r}: {exc.message}", member=member, offset=m.header_offset)
+    if {"config.json", "metadata.json"} <= set(all_names) and _keras(ctx, window, members, member):
+        return "keras"
     if torchscript:
         return "torchscript"
     if torch_zip:
@@ -349,6 +352,29 @@ def _scan_zip_window(ctx: Context, window: Window, member: str, depth: int) -> s
     if scanned and all(lb.startswith("npy") for lb in scanned):
         return "npz"
     return "zip"
+
+
+def _keras(ctx: Context, window: Window, members: list[Member], member: str) -> bool:
+    """A Keras v3 archive, recognised by its metadata rather than its name: its config is analysed."""
+
+    def documents(name: str) -> list[bytes]:
+        found = (_read_small(ctx, window, m, ctx.limits.max_config_bytes) for m in members if name in m.names)
+        return [doc for doc in found if doc is not None]
+
+    return keras_scan.check_archive(ctx, documents("config.json"), documents("metadata.json"), member)
+
+
+def _read_small(ctx: Context, window: Window, m: Member, limit: int) -> bytes | None:
+    """A member's content (through the bomb checks) if it is readable and at most ``limit`` bytes."""
+    if m.flags & 0x01 or m.method not in _METHODS or m.data_offset + m.csize > window.length:
+        return None
+    fmt = _METHODS[m.method]
+    raw = Reader(window.sub(m.data_offset, m.csize))
+    try:
+        data = (Reader(Inflater(raw, fmt, budget=ctx.budget, length=m.csize)) if fmt else raw).read(limit + 1)
+    except ScanError:
+        return None
+    return data if len(data) <= limit else None
 
 
 def _scan_member(ctx: Context, window: Window, m: Member, member: str, depth: int, torch_zip: bool) -> str:

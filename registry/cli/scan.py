@@ -46,6 +46,21 @@ def iter_files(path: Path) -> Iterator[Path]:
         yield path
 
 
+_HDF5_SUFFIXES = (".h5", ".hdf5", ".keras")
+
+
+def _may_hold_hdf5(path: Path) -> bool:
+    """HDF5 is parsed by the HDF5 C library (h5py), which a corrupt file can send into an endless loop: such
+    files are always scanned in the time-limited child process, even without ``--sandbox``."""
+    if path.suffix.lower() in _HDF5_SUFFIXES:
+        return True
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(8) == b"\x89HDF\r\n\x1a\n"
+    except OSError:
+        return False
+
+
 def exit_code(reports: list[Report]) -> int:
     """0 all clean; 1 any malicious, else 2 any error, else 1 any suspicious."""
     verdicts = {r.verdict for r in reports}
@@ -110,7 +125,8 @@ def register(app: typer.Typer) -> None:
                 reports.append(report)
                 continue
             for file in iter_files(root):
-                reports.append(scan_path_sandboxed(file, limits=limits) if sandbox else scan_path(file, limits=limits))
+                isolated = sandbox or _may_hold_hdf5(file)
+                reports.append(scan_path_sandboxed(file, limits=limits) if isolated else scan_path(file, limits=limits))
         if fmt == "json":
             typer.echo(json.dumps([r.to_dict() for r in reports], indent=2))
         elif fmt == "sarif":

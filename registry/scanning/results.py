@@ -35,7 +35,8 @@ from scanners.sandbox import scan_path_sandboxed
 
 log = logging.getLogger("mir.scans")
 
-SCANNER_VERSION = "2"  # bump whenever a verdict can change (2: sklearn allowlist, out-of-band buffers clean)
+# Bump whenever a verdict can change. 2: sklearn allowlist, out-of-band buffers, frames, 7z, GGUF, Keras, HDF5, ONNX.
+SCANNER_VERSION = "2"
 _UPGRADE_LOCK_KEY = 0x6D697273  # "mirs": one worker at a time queues rescans after a scanner upgrade
 MAX_ATTEMPTS = 3
 HISTORY_PER_FILE = 50

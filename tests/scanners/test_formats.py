@@ -59,16 +59,19 @@ def test_file_names_do_not_matter(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "data,what",
     [
-        (b"7z\xbc\xaf\x27\x1c\x00\x04" + os.urandom(64), "7z archive"),
         (b"\x28\xb5\x2f\xfd" + os.urandom(64), "zstandard"),
         (b"\x04\x22\x4d\x18" + os.urandom(64), "LZ4"),
-        (b"\x89HDF\r\n\x1a\n" + os.urandom(64), "HDF5"),
     ],
 )
 def test_unsupported_containers_are_not_clean(data: bytes, what: str) -> None:
     report = scan_bytes(data)
     assert report.verdict is Verdict.SUSPICIOUS
     assert what in report.findings[0].message
+
+
+def test_random_bytes_behind_a_7z_signature_are_an_error() -> None:
+    report = scan_bytes(b"7z\xbc\xaf\x27\x1c\x00\x04" + os.urandom(64))
+    assert (report.verdict, report.format) == (Verdict.ERROR, "7z"), report.findings
 
 
 def test_unknown_binary_is_reported_as_such() -> None:
