@@ -24,29 +24,26 @@ from scanners.context import child
 from scanners.errors import LimitExceeded, ScanError
 from scanners.keras_scan import check_config, parse_json
 from scanners.report import Verdict
-from scanners.zip_scan import _spool, _traversal, _WindowFile
+from scanners.source import Window, WindowFile, random_access
+from scanners.zip_scan import _traversal
 
 if TYPE_CHECKING:
     from scanners.context import Context
-    from scanners.source import Reader, Window
+    from scanners.source import Reader
 
 KERAS_ATTRS = ("model_config", "training_config")
 
 
 def scan_hdf5(ctx: Context, reader: Reader, member: str, depth: int) -> str:
-    window = reader.window if reader.window is not None else _spool(ctx, reader)
-    try:
+    with random_access(reader, ctx.limits.max_spool, "HDF5 file") as window:
         return _scan(ctx, window, member, depth)
-    finally:
-        if reader.window is None:
-            window.f.close()
 
 
 def _scan(ctx: Context, window: Window, member: str, depth: int) -> str:
     import h5py
 
     try:
-        f = h5py.File(_WindowFile(window), "r")
+        f = h5py.File(WindowFile(window), "r")
     except Exception as exc:
         raise ScanError(f"HDF5 file cannot be opened: {str(exc)[:200]}") from None
     with f:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import io
 import tempfile
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import py7zr
 import py7zr.exceptions
@@ -20,40 +20,11 @@ from py7zr.io import Py7zIO, WriterFactory
 from scanners.context import child
 from scanners.errors import BombError, LimitExceeded, MalformedError, ScanError
 from scanners.report import Verdict
-from scanners.source import Reader, Window
-from scanners.zip_scan import _spool, _traversal
+from scanners.source import Reader, Window, WindowFile, random_access
+from scanners.zip_scan import _traversal
 
 if TYPE_CHECKING:
     from scanners.context import Context
-
-
-class _WindowFile(io.RawIOBase):
-    """The seekable, read-only file object py7zr needs, over a Window (which may be part of a larger file)."""
-
-    def __init__(self, window: Window) -> None:
-        super().__init__()
-        self.window = window
-        self.pos = 0
-
-    def readinto(self, buffer: Any) -> int:
-        data = self.window.read_at(self.pos, len(buffer))
-        buffer[: len(data)] = data
-        self.pos += len(data)
-        return len(data)
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        base = {0: 0, 1: self.pos, 2: self.window.length}[whence]
-        self.pos = max(0, base + offset)
-        return self.pos
-
-    def tell(self) -> int:
-        return self.pos
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
 
 
 class _Member(Py7zIO):
@@ -112,18 +83,14 @@ class _Scan(WriterFactory):
 
 
 def scan_7z(ctx: Context, reader: Reader, member: str, depth: int) -> str:
-    window = reader.window if reader.window is not None else _spool(ctx, reader)
-    try:
+    with random_access(reader, ctx.limits.max_spool, "7z archive") as window:
         _scan_archive(ctx, window, member, depth)
-    finally:
-        if reader.window is None:
-            window.f.close()
     return "7z"
 
 
 def _scan_archive(ctx: Context, window: Window, member: str, depth: int) -> None:
     try:
-        with py7zr.SevenZipFile(io.BufferedReader(_WindowFile(window)), mode="r") as archive:
+        with py7zr.SevenZipFile(io.BufferedReader(WindowFile(window)), mode="r") as archive:
             if archive.needs_password():
                 ctx.add(Verdict.SUSPICIOUS, "encrypted 7z archive: its members cannot be analysed", member=member)
                 return

@@ -10,7 +10,11 @@ CRC-32 of what it consumed so zip CRCs can be checked in the same pass.
 
 from __future__ import annotations
 
+import io
+import tempfile
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import BinaryIO, Protocol
 
 from scanners.errors import LimitExceeded, MalformedError, TruncatedError
@@ -217,3 +221,50 @@ class Reader:
         if self.window is None:
             return None
         return self.window.sub(offset, length)
+
+
+class WindowFile(io.RawIOBase):
+    """A seekable, read-only file object over a Window, for libraries that want one (zipfile, h5py, py7zr)."""
+
+    def __init__(self, window: Window) -> None:
+        super().__init__()
+        self.w = window
+        self.pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.pos
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        base = {0: 0, 1: self.pos, 2: self.w.length}[whence]
+        self.pos = max(0, base + offset)
+        return self.pos
+
+    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
+        data = self.w.read_at(self.pos, len(b))
+        b[: len(data)] = data
+        self.pos += len(data)
+        return len(data)
+
+
+@contextmanager
+def random_access(reader: Reader, max_bytes: int, what: str = "archive") -> Iterator[Window]:
+    """The reader's bytes as a re-readable Window: its own when it has one, else a temporary copy (an archive
+    inside a decompressed stream needs random access), refused past ``max_bytes`` and deleted afterwards."""
+    if reader.window is not None:
+        yield reader.window
+        return
+    with tempfile.TemporaryFile() as f:
+        total = 0
+        while chunk := reader.read(CHUNK * 4):
+            total += len(chunk)
+            if total > max_bytes:
+                raise LimitExceeded(f"{what} inside a stream is larger than {max_bytes} bytes")
+            f.write(chunk)
+        f.seek(0)
+        yield Window(f, 0, total)

@@ -13,11 +13,9 @@ streamed through the bomb-checking inflater.
 
 from __future__ import annotations
 
-import io
 import itertools
 import re
 import struct
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -27,7 +25,7 @@ from scanners.compression import Inflater
 from scanners.context import child
 from scanners.errors import BombError, LimitExceeded, MalformedError, ScanError
 from scanners.report import Verdict
-from scanners.source import CHUNK, Reader, Window
+from scanners.source import CHUNK, Reader, Window, WindowFile, random_access
 
 if TYPE_CHECKING:
     from scanners.context import Context
@@ -65,35 +63,6 @@ class Member:
     @property
     def label(self) -> str:
         return self.names[0] if self.names else f"<member@{self.header_offset}>"
-
-
-class _WindowFile(io.RawIOBase):
-    """A seekable read-only file over a Window, for ``zipfile``."""
-
-    def __init__(self, window: Window) -> None:
-        super().__init__()
-        self.w = window
-        self.pos = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self.pos
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        base = {0: 0, 1: self.pos, 2: self.w.length}[whence]
-        self.pos = max(0, base + offset)
-        return self.pos
-
-    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
-        data = self.w.read_at(self.pos, len(b))
-        b[: len(data)] = data
-        self.pos += len(data)
-        return len(data)
 
 
 def _decode_name(raw: bytes, flags: int) -> str:
@@ -169,7 +138,7 @@ def _find_stored_end(window: Window, data_offset: int) -> int | None:
 
 def _central(ctx: Context, window: Window, member: str) -> tuple[list[zipfile.ZipInfo], int | None]:
     try:
-        with zipfile.ZipFile(_WindowFile(window)) as zf:
+        with zipfile.ZipFile(WindowFile(window)) as zf:
             return zf.infolist(), zf.start_dir
     except Exception as exc:
         ctx.add(Verdict.ERROR, f"zip central directory unreadable: {exc}", member=member)
@@ -288,27 +257,9 @@ def _scan_gap(ctx: Context, window: Window, start: int, end: int, member: str, d
     ctx.scan_reader(Reader(window.sub(start, end - start)), child(member, f"<gap@{start}>"), depth + 1)
 
 
-def _spool(ctx: Context, reader: Reader) -> Window:
-    """A zip inside a stream (e.g. gzip) needs random access: copy it to a temporary file."""
-    f = tempfile.TemporaryFile()  # noqa: SIM115 - closed by scan_zip once the archive is scanned
-    total = 0
-    while chunk := reader.read(CHUNK * 4):
-        total += len(chunk)
-        if total > ctx.limits.max_spool:
-            f.close()
-            raise LimitExceeded(f"archive inside a stream is larger than {ctx.limits.max_spool} bytes")
-        f.write(chunk)
-    f.seek(0)
-    return Window(f, 0, total)
-
-
 def scan_zip(ctx: Context, reader: Reader, member: str, depth: int) -> str:
-    window = reader.window if reader.window is not None else _spool(ctx, reader)
-    try:
+    with random_access(reader, ctx.limits.max_spool) as window:
         return _scan_zip_window(ctx, window, member, depth)
-    finally:
-        if reader.window is None:
-            window.f.close()
 
 
 def _scan_zip_window(ctx: Context, window: Window, member: str, depth: int) -> str:
