@@ -21,6 +21,7 @@ from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
 from scanners.errors import LimitExceeded, MalformedError, TruncatedError
+from scanners.onnx_wire import I32, I64, LEN, VARINT
 from scanners.report import Verdict
 
 if TYPE_CHECKING:
@@ -34,9 +35,6 @@ WELL_KNOWN_DOMAINS = frozenset(
     ]
 )  # fmt: skip
 """Operator sets that ONNX and ONNX Runtime implement themselves."""
-
-VARINT, I64, LEN, I32 = 0, 1, 2, 5
-_MODEL_WIRE = {1: VARINT, 2: LEN, 3: LEN, 4: LEN, 5: VARINT, 6: LEN, 7: LEN, 8: LEN, 14: LEN, 20: LEN, 25: LEN, 26: LEN}
 
 SCHEMA: dict[str, dict[int, str]] = {
     "model": {8: "opset", 7: "graph", 20: "training", 25: "function"},
@@ -72,36 +70,6 @@ ABSURD = 1 << 50
 
 Record = dict[str, list[Any]]
 MAX_NAMES = 100_000
-
-
-def looks_like_onnx(head: bytes, size: int | None) -> bool:
-    """A ModelProto: ``ir_version`` first, then at least one more well-formed top-level field."""
-    if len(head) < 4 or head[0] != 0x08 or not 1 <= head[1] <= 64:
-        return False
-    pos, fields = 2, 1
-    try:
-        while pos < len(head) and fields < 4:
-            tag, pos = _varint_at(head, pos)
-            if _MODEL_WIRE.get(tag >> 3) != tag & 7:
-                return False
-            value, pos = _varint_at(head, pos)
-            pos += value if tag & 7 == LEN else 0  # a field that runs past the end is the scanner's to report
-            fields += 1
-    except IndexError:
-        pass  # the head ends inside a field: what was read is consistent
-    return fields >= 2
-
-
-def _varint_at(data: bytes, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    for _ in range(10):
-        b = data[pos]
-        pos += 1
-        value |= (b & 0x7F) << shift
-        if b < 0x80:
-            return value, pos
-        shift += 7
-    raise IndexError("varint too long")
 
 
 class _Walker:

@@ -8,7 +8,7 @@ import struct
 import zlib
 from enum import StrEnum
 
-from scanners.onnx_scan import looks_like_onnx
+from scanners.onnx_wire import looks_like_onnx
 from scanners.pickle_ops import VALID_OPCODES
 from scanners.pickle_scan import is_pickle_start
 
