@@ -22,6 +22,7 @@ from rich.table import Table
 from scanners import Finding, Limits, Report, Verdict, scan_path
 from scanners.sandbox import scan_path_sandboxed
 from scanners.sarif import to_sarif
+from scanners.sniff import SNIFF_BYTES, Kind, sniff
 
 EXIT_CLEAN = 0
 EXIT_FLAGGED = 1
@@ -56,7 +57,7 @@ def _may_hold_hdf5(path: Path) -> bool:
         return True
     try:
         with open(path, "rb") as handle:
-            return handle.read(8) == b"\x89HDF\r\n\x1a\n"
+            return sniff(handle.read(SNIFF_BYTES), None) is Kind.HDF5
     except OSError:
         return False
 
