@@ -154,8 +154,8 @@ def has_zip_directory(window: Window) -> bool:
     return False
 
 
-def check_text_rest(ctx: Context, reader: Reader, member: str) -> bool:
-    """Read to the end; False (and a finding) if binary data follows."""
+def check_text_rest(ctx: Context, reader: Reader, member: str, sink: Callable[[str], None] | None = None) -> bool:
+    """Read to the end; False (and a finding) if binary data follows. ``sink`` sees the decoded text."""
     decoder = codecs.getincrementaldecoder("utf-8")()
     while True:
         offset = reader.tell()
@@ -172,5 +172,7 @@ def check_text_rest(ctx: Context, reader: Reader, member: str) -> bool:
                 offset=offset,
             )
             return False
+        if sink is not None and text:
+            sink(text)
         if not chunk:
             return True

@@ -18,6 +18,7 @@ from scanners import (
     safetensors_scan,
     sevenzip_scan,
     tar_scan,
+    tokenizer_config,
     zip_scan,
 )
 from scanners.compression import Inflater
@@ -42,8 +43,12 @@ def new_context(report: Report, limits: Limits) -> Context:
 
 # -- simple handlers ------------------------------------------------------------------------------
 def _scan_text(ctx: Context, reader: Reader, member: str, depth: int) -> str:
-    """Plain text is data, as long as all of it is text."""
-    return "text" if check_text_rest(ctx, reader, member) else "unknown"
+    """Plain text is data, as long as all of it is text; a JSON config's chat templates are code."""
+    keeper = tokenizer_config.TextKeeper(ctx.limits.max_config_bytes)
+    if not check_text_rest(ctx, reader, member, keeper.add):
+        return "unknown"
+    tokenizer_config.check(ctx, keeper, member)
+    return "text"
 
 
 def _scan_data(ctx: Context, reader: Reader, member: str, depth: int) -> str:

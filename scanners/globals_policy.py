@@ -213,7 +213,11 @@ class Classification:
 
     verdict: Verdict
     reason: str
+    rule: str | None = None  # UNLISTED for "merely not on the allowlist": the only kind a policy may lift
 
+
+UNLISTED = "unlisted-global"
+"""The finding rule of a global that is suspicious only because no allowlist names it."""
 
 SAFE = Classification(Verdict.CLEAN, "allowlisted")
 
@@ -283,4 +287,24 @@ def _classify(module: str, name: str) -> Classification:
         why = "not in the allowlist; loading imports its module and runs its code"
     if len(name_parts) > 1:
         why += " (dotted protocol-4 name)"
-    return Classification(Verdict.SUSPICIOUS, why)
+    return Classification(Verdict.SUSPICIOUS, why, UNLISTED)
+
+
+def trust_refusal(qualname: str) -> str | None:
+    """Why ``qualname`` may not be trusted as data (a namespace policy, ``--trust-global``), or None if it may.
+
+    Only a global that is suspicious merely for being unlisted can be trusted; a known gadget, a name that walks
+    through a dunder or a code-execution attribute, or a malformed name never can.
+    """
+    module, _, name = qualname.rpartition(".")
+    parts = qualname.split(".")
+    if not module or not all(p.isidentifier() for p in parts):
+        return "not a dotted module.name of Python identifiers"
+    if any(p.startswith("__") and p.endswith("__") for p in parts):
+        return "walks through a dunder name"
+    verdict = _classify(module, name)
+    if verdict.verdict is Verdict.MALICIOUS:
+        return verdict.reason
+    if _denylisted(["builtins" if p in ("__builtin__", "__builtins__") else p for p in parts]) is not None:
+        return "names a known code-execution gadget"
+    return None

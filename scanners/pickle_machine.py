@@ -211,6 +211,7 @@ class PickleMachine:
                     member=self.member or None,
                     offset=use.first_offset,
                     symbol=use.qualname,
+                    rule=c.rule,
                 )
             )
 

@@ -44,6 +44,7 @@ class Finding:
     member: str | None = None
     offset: int | None = None
     symbol: str | None = None
+    rule: str | None = None  # a stable name for the kind of finding, where a policy may act on it
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -52,6 +53,7 @@ class Finding:
             "member": self.member,
             "offset": self.offset,
             "symbol": self.symbol,
+            "rule": self.rule,
         }
 
 
@@ -85,12 +87,13 @@ def finding_from_dict(data: dict[str, Any]) -> Finding:
         offset = data.get("offset")
         if offset is not None and (not isinstance(offset, int) or isinstance(offset, bool)):
             raise ValueError("offset must be an integer or null")
-        for key in ("member", "symbol"):
+        for key in ("member", "symbol", "rule"):
             if data.get(key) is not None and not isinstance(data[key], str):
                 raise ValueError(f"{key} must be a string or null")
         if not isinstance(data["message"], str):
             raise ValueError("message must be a string")
-        return Finding(Verdict(data["severity"]), data["message"], data.get("member"), offset, data.get("symbol"))
+        return Finding(Verdict(data["severity"]), data["message"], data.get("member"), offset, data.get("symbol"),
+                       data.get("rule"))
     except (KeyError, TypeError) as exc:
         raise ValueError(f"malformed finding: {exc!r}") from None
 

@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from scanners import Finding, Limits, Report, Verdict, scan_path
+from scanners.globals_policy import trust_refusal
 from scanners.sandbox import scan_path_sandboxed
 from scanners.sarif import to_sarif
 from scanners.sniff import SNIFF_BYTES, Kind, sniff
@@ -117,6 +118,11 @@ def register(app: typer.Typer) -> None:
         if fmt not in ("table", "json", "sarif"):
             Console(stderr=True).print(f"[red]error:[/red] --format {fmt!r}: use table, json or sarif")
             raise typer.Exit(EXIT_ERROR)
+        for name in trust_global or ():
+            refusal = trust_refusal(name)
+            if refusal is not None:
+                Console(stderr=True).print(f"[red]error:[/red] --trust-global {name!r} cannot be trusted: {refusal}")
+                raise typer.Exit(EXIT_ERROR)
         limits = Limits(extra_safe_globals=frozenset(trust_global or ()))
         reports: list[Report] = []
         for root in paths:

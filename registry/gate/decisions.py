@@ -22,6 +22,7 @@ from registry.policy.documents import policy_digest, policy_for
 from registry.policy.engine import PolicyBody
 from registry.scanning import results as scans
 from registry.synthetic import provenance as synthetic
+from registry.synthetic.models import ContaminationResult
 from registry.trust import signatures
 from signing.verify import verify_envelope_for_manifest
 
@@ -52,10 +53,16 @@ def attested_facts(session: Session, version: Version, *, can_read: CanRead) -> 
     pass ``everyone``.
     """
     results = scans.results_for(session, version.id)
+    unlisted = {f.path: names for f in version.files if f.digest in results
+                and (names := scans.unlisted_globals(results[f.digest]))}
     return {
         "scan": {
             "status": version.scan_status,
             "formats": {f.path: results[f.digest].format if f.digest in results else None for f in version.files},
+            # Per file, so a namespace's trusted_globals can lift exactly what it names (policy engine).
+            "verdicts": {f.path: results[f.digest].verdict if f.digest in results else None for f in version.files},
+            "unlisted_globals": unlisted,
+            "contamination": _contamination_verdict(session, version),
         },
         "quarantine": quarantine.quarantine_status(session, version, can_read=can_read),
         # Lineage-declared synthetic share and a dataset's fingerprint match.
@@ -63,6 +70,12 @@ def attested_facts(session: Session, version: Version, *, can_read: CanRead) -> 
         # Paths whose stored bytes were found corrupt or missing (registry.artifacts.integrity): the "storage" check.
         "corrupt_files": blob_integrity.corrupt_files(session, version),
     }
+
+
+def _contamination_verdict(session: Session, version: Version) -> str | None:
+    """The dataset contamination verdict the scan status folded in (None: not a dataset, or not analysed)."""
+    row = session.get(ContaminationResult, version.id)
+    return row.verdict if row is not None else None
 
 
 def _observed_problems(version: Version, observed: dict[str, str]) -> list[str]:

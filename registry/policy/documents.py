@@ -18,6 +18,7 @@ from registry.core.errors import ApiError
 from registry.core.tables import utcnow
 from registry.policy.engine import DEFAULT_POLICY, SCAN_VERDICTS, PolicyBody
 from registry.policy.models import Policy
+from scanners.globals_policy import trust_refusal
 from signing.jcs import canonicalize
 
 
@@ -32,6 +33,9 @@ def parse_policy(raw: object) -> PolicyBody:
     bad = [v for v in body.required_scan_verdicts if v not in SCAN_VERDICTS]
     if bad:
         raise ApiError(400, "invalid_policy", f"unknown scan verdicts: {', '.join(bad)}")
+    refused = [f"{name!r} ({why})" for name in body.trusted_globals if (why := trust_refusal(name)) is not None]
+    if refused:
+        raise ApiError(400, "invalid_policy", f"trusted_globals cannot hold {'; '.join(refused[:10])}")
     return body
 
 

@@ -27,6 +27,7 @@ DEFAULT_BUNDLE_MAX_AGE = int(timedelta(days=7).total_seconds())
 # How far apart the registry's clock and a verifier's may be before a timestamp counts against it.
 CLOCK_SKEW = timedelta(seconds=60)
 SCAN_VERDICTS = ("clean", "suspicious", "error", "malicious")
+MAX_TRUSTED_GLOBALS = 1000
 
 
 class RequiredSigners(BaseModel):
@@ -50,6 +51,11 @@ class PolicyBody(BaseModel):
     max_recursion_depth: int | None = Field(default=None, ge=0)
     bundle_max_age: int = Field(default=DEFAULT_BUNDLE_MAX_AGE, ge=0, le=10 * 365 * 86400,
                                 description="seconds a verification bundle stays acceptable after it was issued")
+    trusted_globals: list[str] = Field(
+        default_factory=list, max_length=MAX_TRUSTED_GLOBALS,
+        description="pickle globals (module.name) this namespace accepts as data beyond the scanner's allowlist: "
+                    "a file the scan found suspicious only for using unlisted globals, all of them named here, "
+                    "counts as clean. A global known to run code can never be listed")
 
 
 DEFAULT_POLICY = PolicyBody()
@@ -75,6 +81,10 @@ class Facts:
     corrupt_files: Sequence[str] | None = None  # paths whose stored bytes failed their digest; None: not tracked
     observed_problems: Sequence[str] | None = None  # local files vs manifest; None: nothing observed
     bundle_age: timedelta | None = None  # how old the bundle is; None: not a bundle
+    file_verdicts: Mapping[str, str | None] | None = None  # path -> scan verdict; None: not attested
+    unlisted_globals: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    """path -> the globals that alone made that file suspicious (only files suspicious for nothing else)"""
+    contamination: str | None = None  # the dataset contamination verdict folded into ``scan_status``
 
 
 @dataclass(frozen=True)
@@ -119,6 +129,10 @@ def facts_from_attested(
     if paths is not None:
         formats = {p: formats.get(p) for p in paths}
     corrupt = attested.get("corrupt_files")
+    verdicts = _str_map(scan.get("verdicts"))
+    unlisted = scan.get("unlisted_globals")
+    if paths is not None and verdicts is not None:
+        verdicts = {p: verdicts.get(p) for p in paths}
     return Facts(
         artifact=artifact, version=version, signers=frozenset(signers),
         scan_status=scan.get("status") if isinstance(scan.get("status"), str) else None,
@@ -126,8 +140,19 @@ def facts_from_attested(
         quarantine=attested.get("quarantine") if isinstance(attested.get("quarantine"), dict) else None,
         synthetic=attested.get("synthetic") if isinstance(attested.get("synthetic"), dict) else None,
         corrupt_files=[str(p) for p in corrupt] if isinstance(corrupt, list) else None,
+        file_verdicts=verdicts,
+        unlisted_globals={str(p): [g for g in names if isinstance(g, str)] for p, names in unlisted.items()
+                          if isinstance(names, list)} if isinstance(unlisted, dict) else {},
+        contamination=scan.get("contamination") if isinstance(scan.get("contamination"), str) else None,
         **extra,
     )
+
+
+def _str_map(raw: object) -> dict[str, str | None] | None:
+    """A ``{path: verdict}`` object from attested JSON (a non-string value reads as "not known")."""
+    if not isinstance(raw, dict):
+        return None
+    return {str(p): v if isinstance(v, str) else None for p, v in raw.items()}
 
 
 def effective_policy(doc: PolicyBody, artifact: str) -> tuple[PolicyBody, str]:
@@ -164,8 +189,15 @@ def decide(doc: PolicyBody, facts: Facts, *, max_bundle_age: timedelta | None = 
                  f"{': ' + ', '.join(sorted(counted)) if counted else ''}")
 
     status = facts.scan_status or "not scanned"
-    decision.add("scan", status in rules.required_scan_verdicts,
-                 f"scan status {status}; policy requires {' or '.join(rules.required_scan_verdicts)}")
+    lifted = _lift_trusted_globals(facts, rules.trusted_globals)
+    if status not in rules.required_scan_verdicts and lifted is not None:
+        effective, files = lifted
+        decision.add("scan", effective in rules.required_scan_verdicts,
+                     f"scan status {status}, {effective} under this policy: {_describe_lifted(files)}; "
+                     f"policy requires {' or '.join(rules.required_scan_verdicts)}")
+    else:
+        decision.add("scan", status in rules.required_scan_verdicts,
+                     f"scan status {status}; policy requires {' or '.join(rules.required_scan_verdicts)}")
 
     allowed = set(rules.allowed_formats) | DATA_FORMATS
     bad_formats = [f"{path} is {fmt or 'unscanned'}" for path, fmt in sorted(facts.formats.items())
@@ -184,6 +216,45 @@ def decide(doc: PolicyBody, facts: Facts, *, max_bundle_age: timedelta | None = 
     if limits is not None:
         decision.add(SYNTHETIC_CHECK, limits[0], limits[1])
     return decision
+
+
+def _lift_trusted_globals(facts: Facts, trusted: Sequence[str]) -> tuple[str, dict[str, list[str]]] | None:
+    """The scan verdict once the policy's trusted globals count as data, and the files that lifts; None if nothing
+    can be lifted.
+
+    Fail closed: only a ``suspicious`` status whose attested per-file verdicts (and contamination verdict) add up
+    to it exactly, so a stale, partial or forged summary lifts nothing; only files whose every finding is an
+    unlisted global the policy names; never ``malicious`` or ``error``.
+    """
+    verdicts = facts.file_verdicts
+    if not trusted or facts.scan_status != "suspicious" or not verdicts or None in verdicts.values():
+        return None
+    known = [v for v in verdicts.values() if v is not None]
+    if facts.contamination is not None:
+        known.append(facts.contamination)
+    if any(v not in SCAN_VERDICTS for v in known) or _worst(known) != "suspicious":
+        return None
+    allowed = set(trusted)
+    lifted = {path: sorted(facts.unlisted_globals[path]) for path, v in verdicts.items()
+              if v == "suspicious" and facts.unlisted_globals.get(path)
+              and set(facts.unlisted_globals[path]) <= allowed}
+    if not lifted:
+        return None
+    after = [("clean" if path in lifted else v) for path, v in verdicts.items() if v is not None]
+    if facts.contamination is not None:
+        after.append(facts.contamination)
+    return _worst(after), lifted
+
+
+def _worst(verdicts: Sequence[str]) -> str:
+    return max(verdicts, key=SCAN_VERDICTS.index, default="clean")
+
+
+def _describe_lifted(files: Mapping[str, Sequence[str]]) -> str:
+    names = sorted({g for globals_ in files.values() for g in globals_})
+    shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+    paths = ", ".join(sorted(files)[:10]) + (f" and {len(files) - 10} more" if len(files) > 10 else "")
+    return f"{paths} use only globals the policy trusts ({shown})"
 
 
 def _fresh(age: timedelta, limit: timedelta) -> bool:

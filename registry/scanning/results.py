@@ -30,16 +30,19 @@ from registry.scanning.queue import DONE, PENDING, QUEUED, RUNNING, enqueue
 from registry.synthetic.contamination import analyse, flag_limits
 from registry.synthetic.provenance import fingerprint_summary
 from scanners.api import SCANNER_NAME
-from scanners.report import Verdict, worst
+from scanners.globals_policy import UNLISTED
+from scanners.report import Finding, Verdict, worst
 from scanners.sandbox import scan_path_sandboxed
 
 log = logging.getLogger("mir.scans")
 
-# Bump whenever a verdict can change. 2: sklearn allowlist, out-of-band buffers, frames, 7z, GGUF, Keras, HDF5, ONNX.
-SCANNER_VERSION = "2"
+# Bump whenever a verdict or what policy reads from findings can change. 2: sklearn allowlist, out-of-band buffers, frames, 7z, GGUF, Keras, HDF5, ONNX.
+# 3: findings carry a rule ("unlisted-global"), which a namespace policy's trusted_globals can lift.
+SCANNER_VERSION = "3"
 _UPGRADE_LOCK_KEY = 0x6D697273  # "mirs": one worker at a time queues rescans after a scanner upgrade
 MAX_ATTEMPTS = 3
 HISTORY_PER_FILE = 50
+MAX_STORED_FINDINGS = 200
 
 
 def claim(session: Session, worker: str, lease_s: float) -> ScanJob | None:
@@ -74,11 +77,38 @@ def _digests_to_scan(session: Session, version_id: int, *, rescan: bool) -> list
 
 
 def _store_result(session: Session, digest: str, report: dict[str, Any]) -> None:
-    """Add a result; earlier ones for the same blob stay as its history (the highest id is the latest)."""
+    """Add a result; earlier ones for the same blob stay as its history (the highest id is the latest).
+
+    At most ``MAX_STORED_FINDINGS`` are kept; the rest become one summary finding of their worst severity, with
+    no rule, so a policy never lifts a file for what it could not see.
+    """
+    findings = report["findings"]
+    if len(findings) > MAX_STORED_FINDINGS:
+        rest = findings[MAX_STORED_FINDINGS - 1:]
+        severity = worst([Verdict(f["severity"]) for f in rest])
+        findings = [*findings[:MAX_STORED_FINDINGS - 1], Finding(
+            severity, f"{len(rest)} more findings not stored").to_dict()]
     session.add(ScanResult(
         blob_digest=digest, scanner=SCANNER_NAME, scanner_version=SCANNER_VERSION, verdict=report["verdict"],
-        format=report["format"], findings=report["findings"][:200],
+        format=report["format"], findings=findings,
     ))
+
+
+def unlisted_globals(result: ScanResult) -> list[str]:
+    """The globals that alone made a suspicious file suspicious; empty if anything else did (or it is not
+    suspicious). The policy engine may count such a file clean when its namespace trusts every one of them."""
+    if result.verdict != Verdict.SUSPICIOUS.value:
+        return []
+    names: set[str] = set()
+    for finding in result.findings:
+        if not isinstance(finding, dict) or finding.get("severity") == Verdict.CLEAN.value:
+            continue
+        symbol = finding.get("symbol")
+        if finding.get("rule") != UNLISTED or finding.get("severity") != Verdict.SUSPICIOUS.value \
+                or not isinstance(symbol, str):
+            return []
+        names.add(symbol)
+    return sorted(names)
 
 
 def _latest_verdicts(session: Session, digests: list[str]) -> dict[str, str]:

@@ -22,6 +22,11 @@ from tests.support.gate import MALICIOUS_PICKLE, Namespace, safetensors_model
 from tests.support.server import LiveServer
 
 OFFLINE_ONLY = {"registry key", "manifest", "registry countersignature", "attestation", "audit log", "bundle age"}
+# Pickles whose only findings are globals outside the scanner's allowlist (harmless bytes; never loaded).
+CUSTOM_PICKLE = b"cmypkg.models\nCustom\n(tR."
+TWO_CUSTOM_PICKLE = b"(cmypkg.models\nCustom\n(tRcother.mod\nThing\n(tRl."
+CUSTOM_AND_GADGET_PICKLE = b"(cmypkg.models\nCustom\n(tRcos\nsystem\n(S'true'\ntRl."
+PICKLES_ALLOWED = {"allowed_formats": ["safetensors", "pickle"]}
 URL_SOURCE = {"kind": "url", "url": "https://data.example.com/corpus.jsonl", "digest": "sha256:" + "ab" * 32}
 
 
@@ -32,6 +37,7 @@ class Case:
     artifact: str = "llm"
     signed: bool = True
     pickle: bool = False
+    pickle_bytes: bytes | None = None  # another pickle, as extra.bin
     quarantine: bool = False
     lineage: list[dict[str, Any]] = field(default_factory=list)
     allow: bool = True
@@ -63,6 +69,17 @@ CASES = [
     Case("unknown provenance over a synthetic limit", {"max_synthetic_fraction": 0.5},
          lineage=[{"type": "trained_on", "parent": {"external": URL_SOURCE}}], allow=False,
          failing={"synthetic data"}),
+    Case("unlisted global, not trusted", PICKLES_ALLOWED, pickle_bytes=CUSTOM_PICKLE, allow=False, failing={"scan"}),
+    Case("unlisted global trusted by the namespace",
+         {**PICKLES_ALLOWED, "trusted_globals": ["mypkg.models.Custom"]}, pickle_bytes=CUSTOM_PICKLE),
+    Case("trusted global beside one the namespace does not trust",
+         {**PICKLES_ALLOWED, "trusted_globals": ["mypkg.models.Custom"]}, pickle_bytes=TWO_CUSTOM_PICKLE,
+         allow=False, failing={"scan"}),
+    Case("trusted global beside a gadget", {**PICKLES_ALLOWED, "trusted_globals": ["mypkg.models.Custom"]},
+         pickle_bytes=CUSTOM_AND_GADGET_PICKLE, allow=False, failing={"scan", "quarantine"}),
+    Case("trusted global outside the policy's glob", {**PICKLES_ALLOWED, "artifacts": "core-*",
+         "trusted_globals": ["mypkg.models.Custom"]}, artifact="side", pickle_bytes=CUSTOM_PICKLE, allow=False,
+         failing={"scan", "formats"}),
 ]
 
 
@@ -78,6 +95,8 @@ def test_online_and_offline_decide_alike(server: LiveServer, tmp_path: Path, cas
     src = safetensors_model(tmp_path / "m")
     if case.pickle:
         (src / "extra.bin").write_bytes(MALICIOUS_PICKLE)
+    if case.pickle_bytes is not None:
+        (src / "extra.bin").write_bytes(case.pickle_bytes)
     repo = f"{ns.name}/{case.artifact}"
     version = ns.push(src, f"{repo}@1", sign=case.signed, lineage=case.lineage)
     if case.quarantine:

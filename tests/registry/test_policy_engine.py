@@ -98,3 +98,62 @@ def test_policy_schema_bundle_max_age_and_strictness() -> None:
         with pytest.raises(ApiError) as exc:
             parse_policy(bad)
         assert exc.value.status == 400 and exc.value.code == "invalid_policy"
+
+
+TRUSTING = PolicyBody.model_validate({"allowed_formats": ["pickle"], "trusted_globals": ["mypkg.Model"]})
+SKLEARNISH = replace(GOOD, scan_status="suspicious", formats={"model.pkl": "pickle", "config.json": "text"},
+                     file_verdicts={"model.pkl": "suspicious", "config.json": "clean"},
+                     unlisted_globals={"model.pkl": ["mypkg.Model"]})
+
+
+def test_trusted_globals_lift_only_what_they_name() -> None:
+    decision = decide(TRUSTING, SKLEARNISH)
+    assert decision.decision == "allow", decision.checks
+    scan = next(c for c in decision.checks if c.check == "scan")
+    assert "suspicious, clean under this policy" in scan.detail and "mypkg.Model" in scan.detail
+    # The default policy (or a namespace that trusts nothing) keeps the scan suspicious.
+    assert "scan" in failing(PolicyBody.model_validate({"allowed_formats": ["pickle"]}), SKLEARNISH)
+    # One more global the policy does not name: nothing is lifted.
+    more = replace(SKLEARNISH, unlisted_globals={"model.pkl": ["mypkg.Model", "other.Thing"]})
+    assert failing(TRUSTING, more) == {"scan"}
+
+
+@pytest.mark.parametrize("change", [
+    {"scan_status": "malicious"},  # never lifted, whatever the per-file summary says
+    {"scan_status": "error"},
+    {"scan_status": "pending"},
+    {"file_verdicts": None},  # an old bundle without per-file verdicts
+    {"file_verdicts": {"model.pkl": "suspicious", "config.json": None}},  # an unscanned file
+    {"file_verdicts": {"model.pkl": "clean", "config.json": "clean"}},  # does not add up to the status
+    {"file_verdicts": {"model.pkl": "suspicious", "config.json": "malicious"}},
+    {"file_verdicts": {"model.pkl": "suspicious", "config.json": "bogus"}},
+    {"unlisted_globals": {}},  # suspicious for something other than unlisted globals
+    {"unlisted_globals": {"config.json": ["mypkg.Model"]}},  # names the wrong file
+    {"contamination": "suspicious"},  # the dataset's contamination is not a global
+    {"contamination": "error"},
+], ids=repr)
+def test_trusted_globals_fail_closed(change: dict[str, object]) -> None:
+    assert "scan" in failing(TRUSTING, replace(SKLEARNISH, **change))  # type: ignore[arg-type]
+
+
+def test_trusted_globals_from_attested_json_offline() -> None:
+    attested = {"scan": {"status": "suspicious", "formats": {"model.pkl": "pickle"},
+                         "verdicts": {"model.pkl": "suspicious", "ghost.pkl": "clean"},
+                         "unlisted_globals": {"model.pkl": ["mypkg.Model", 7]}, "contamination": None}}
+    facts = facts_from_attested("acme/llm", "1", attested, {"k1"}, paths=["model.pkl"])
+    assert facts.file_verdicts == {"model.pkl": "suspicious"}
+    assert facts.unlisted_globals == {"model.pkl": ["mypkg.Model"]}
+    assert decide(TRUSTING, facts).decision == "allow"
+    # A manifest file the attestation does not mention is unscanned: nothing lifts.
+    facts = facts_from_attested("acme/llm", "1", attested, {"k1"}, paths=["model.pkl", "extra.pkl"])
+    assert "scan" in failing(TRUSTING, facts)
+
+
+@pytest.mark.parametrize("name", ["os.system", "builtins.eval", "posix.system", "subprocess.Popen",
+                                  "mypkg.__class__", "mypkg.Model.__reduce__", "nodots", "mypkg.", "a b.c",
+                                  "torch.load", "functools.partial", "__builtin__.getattr"])
+def test_a_policy_cannot_trust_a_gadget(name: str) -> None:
+    with pytest.raises(ApiError) as exc:
+        parse_policy({"trusted_globals": [name]})
+    assert exc.value.status == 400 and exc.value.code == "invalid_policy" and "trusted_globals" in exc.value.message
+    assert parse_policy({"trusted_globals": ["mypkg.models.Custom"]}).trusted_globals == ["mypkg.models.Custom"]

@@ -48,3 +48,29 @@ def test_missing_result_makes_the_version_error(reg: Reg) -> None:
         assert row is not None and row.scan_status == "error"
         entry = s.scalar(select(AuditEntry).where(AuditEntry.action == "scan.completed"))
         assert entry is not None and '"flagged_files":{"model.bin":"error"}' in entry.body
+
+
+def _unlisted(name: str) -> dict[str, object]:
+    return {"severity": "suspicious", "message": f"global {name}", "member": None, "offset": 0, "symbol": name,
+            "rule": "unlisted-global"}
+
+
+def test_a_policy_sees_unlisted_globals_only_when_nothing_else_was_found(reg: Reg) -> None:
+    few = "sha256:" + "1" * 64
+    many = "sha256:" + "2" * 64
+    mixed = "sha256:" + "3" * 64
+    with reg.session() as s:
+        scans._store_result(s, few, {"verdict": "suspicious", "format": "pickle",
+                                     "findings": [_unlisted("b.B"), _unlisted("a.A"), _unlisted("a.A")]})
+        # More findings than are stored: the ones not kept could be anything, so nothing may be lifted.
+        scans._store_result(s, many, {"verdict": "suspicious", "format": "pickle",
+                                      "findings": [_unlisted(f"m{i}.C") for i in range(250)]})
+        scans._store_result(s, mixed, {"verdict": "suspicious", "format": "pickle", "findings": [
+            _unlisted("a.A"), {**_unlisted("x.Y"), "rule": None, "message": "calls a computed callable"}]})
+    with reg.session() as s:
+        rows = {r.blob_digest: r for r in s.scalars(select(ScanResult))}
+        assert scans.unlisted_globals(rows[few]) == ["a.A", "b.B"]
+        assert len(rows[many].findings) == scans.MAX_STORED_FINDINGS
+        assert rows[many].findings[-1]["rule"] is None and "51 more findings" in rows[many].findings[-1]["message"]
+        assert scans.unlisted_globals(rows[many]) == []
+        assert scans.unlisted_globals(rows[mixed]) == []

@@ -12,6 +12,7 @@ import typer
 from typer.testing import CliRunner
 
 from registry.cli.scan import register
+from scanners import Limits, Verdict, scan_path
 from tests.scanners.corpus import npy_bytes, os_system_pickle
 
 runner = CliRunner()
@@ -135,7 +136,11 @@ def test_trusted_globals_lift_suspicious_but_never_malicious(tmp_path: Path) -> 
     assert runner.invoke(_app(), ["scan", str(model), *trust]).exit_code == 0
     (tmp_path / "evil.pkl").write_bytes(os_system_pickle())
     evil = runner.invoke(_app(), ["scan", str(tmp_path / "evil.pkl"), "--trust-global", "os.system", "--sandbox"])
-    assert evil.exit_code == 1 and "malicious" in evil.output
+    assert evil.exit_code == 2 and "cannot be trusted" in evil.output and "os.system" in evil.output
+    # Below the CLI's refusal, the scanner itself never lifts a gadget either.
+    gadgets = frozenset({"os.system", "posix.system"})
+    report = scan_path(tmp_path / "evil.pkl", limits=Limits(extra_safe_globals=gadgets))
+    assert report.verdict is Verdict.MALICIOUS
 
 
 def test_the_pre_commit_hook_runs_mir_scan() -> None:
