@@ -20,6 +20,7 @@ from scanners.errors import LimitExceeded, MalformedError, TruncatedError
 from scanners.limits import Limits
 from scanners.pickle_values import (
     CONTAINER_ITEMS,
+    MAX_WEIGHT,
     UNKNOWN,
     BigData,
     Call,
@@ -39,6 +40,11 @@ from scanners.source import Reader, Window
 
 HIGHEST_PROTOCOL = 5
 NO_FRAME = 1 << 62
+EXPANSION_MIN = 1_000_000
+"""Traversed sizes below this are never an expansion finding, whatever the ratio."""
+EXPANSION_RATIO = 100
+"""How many times its stored items a value may stand for before the sharing counts as an expansion attack."""
+SELF_REFS_LIMIT = 16
 """``PickleMachine.frame_end`` while no FRAME is open."""
 
 NestedScan = Callable[[bytes | Window, str], None]
@@ -111,19 +117,23 @@ class PickleMachine:
         self.op_offset = 0
         self.frame_end = NO_FRAME  # offset where the open FRAME ends (NO_FRAME: none open)
         self.ops_seen = 0
+        self.start = 0  # where the pickle being run begins
         self.globals: dict[str, GlobalUse] = {}
         self.persistent_ids: list[Val] = []
         self.joblib_arrays = 0
+        self.elements = 0  # items ever added to containers: the pickle's real size, against which expansion is judged
+        self.heaviest: Seq | DictVal | None = None  # the container that expands the most when traversed
         self._reported: set[str] = set()
 
     # -- driving ----------------------------------------------------------------------------------
     def run(self) -> PickleResult:
         """Analyse up to STOP; raises ScanError if the stream is malformed (findings so far are kept)."""
-        start = self.r.tell()
+        start = self.start = self.r.tell()
         try:
             value = self._loop()
         finally:
             self.emit_globals()
+        self.judge_expansion()
         return PickleResult(
             start=start,
             end=self.r.tell(),
@@ -352,6 +362,33 @@ class PickleMachine:
             self.finding(Verdict.ERROR, f"nested payload of {func.qualname} not scanned", symbol=func.qualname)
             return
         self.nested(payload, name)
+
+    # -- expansion ("billion laughs") -------------------------------------------------------------
+    def grew(self, container: Seq | DictVal, added: int) -> None:
+        self.elements += added
+        if self.heaviest is None or container.weight > self.heaviest.weight:
+            self.heaviest = container
+        if container.self_refs >= SELF_REFS_LIMIT:
+            self.finding(
+                Verdict.SUSPICIOUS,
+                f"a container holds itself {container.self_refs}+ times: an expansion pattern (a naive traversal "
+                "never ends); no model needs it",
+                key="expansion:self",
+            )
+
+    def judge_expansion(self) -> None:
+        """Shared containers nested in shared containers: tiny on disk, astronomically large when traversed."""
+        heaviest = self.heaviest
+        if heaviest is None or heaviest.weight < EXPANSION_MIN:
+            return
+        if heaviest.weight >= EXPANSION_RATIO * (self.elements + 1):
+            size = f"{heaviest.weight:,}" if heaviest.weight < MAX_WEIGHT else "more than 4e18"
+            self.finding(
+                Verdict.SUSPICIOUS,
+                f"expansion: a value made of {self.elements:,} stored items stands for {size} when traversed "
+                "(shared containers nested in shared containers, the billion-laughs shape)",
+                key="expansion:weight",
+            )
 
     # -- BUILD and joblib arrays ------------------------------------------------------------------
     def mutates_global(self, target: Val, op: str) -> None:

@@ -81,14 +81,29 @@ class Call(Val):
     state: Val | None = None
 
 
+MAX_WEIGHT = 1 << 62
+
+
+def weight(v: Val) -> int:
+    """How many elements ``v`` stands for when traversed naively (a shared container counts each time)."""
+    return v.weight if isinstance(v, Seq | DictVal) else 1
+
+
 @dataclass(slots=True, eq=False)
 class Seq(Val):
-    """A list, tuple, set or frozenset (first CONTAINER_ITEMS items)."""
+    """A list, tuple, set or frozenset (first CONTAINER_ITEMS items).
+
+    ``weight`` counts every item ever added, nested containers by their own weight at that moment, so
+    references to one shared container multiply: the "billion laughs" shape. ``self_refs`` counts the times
+    the container was added to itself.
+    """
 
     kind: str
     items: list[Val]
     truncated: bool = False
     cap: int = CONTAINER_ITEMS
+    weight: int = 1
+    self_refs: int = 0
 
     def extend(self, new: list[Val]) -> None:
         room = self.cap - len(self.items)
@@ -96,6 +111,13 @@ class Seq(Val):
             self.items.extend(new[:room])
         if len(new) > room:
             self.truncated = True
+        added = 0
+        for v in new:
+            if v is self:
+                self.self_refs += 1
+            else:
+                added += weight(v)
+        self.weight = min(MAX_WEIGHT, self.weight + added)
 
 
 @dataclass(slots=True, eq=False)
@@ -105,6 +127,8 @@ class DictVal(Val):
     items: list[tuple[Val, Val]]
     truncated: bool = False
     cap: int = CONTAINER_ITEMS
+    weight: int = 1  # as for Seq
+    self_refs: int = 0
 
     def update(self, pairs: list[tuple[Val, Val]]) -> None:
         room = self.cap - len(self.items)
@@ -112,6 +136,14 @@ class DictVal(Val):
             self.items.extend(pairs[:room])
         if len(pairs) > room:
             self.truncated = True
+        added = 0
+        for k, v in pairs:
+            if v is self:
+                self.self_refs += 1
+            else:
+                added += weight(v)
+            added += weight(k)
+        self.weight = min(MAX_WEIGHT, self.weight + added)
 
     def get(self, key: str) -> Val | None:
         """The last value stored under the string key ``key`` (later SETITEMs win)."""

@@ -37,7 +37,8 @@ from scanners.sandbox import scan_path_sandboxed
 log = logging.getLogger("mir.scans")
 
 # Bump whenever a verdict or what policy reads from findings can change. 2: sklearn allowlist, out-of-band buffers, frames, 7z, GGUF, Keras, HDF5, ONNX.
-# 3: findings carry a rule ("unlisted-global"), which a namespace policy's trusted_globals can lift.
+# 3: findings carry a rule ("unlisted-global") that a namespace policy's trusted_globals can lift; pickle expansion
+# (billion laughs) and a late PROTO are suspicious; chat templates in JSON configs are analysed.
 SCANNER_VERSION = "3"
 _UPGRADE_LOCK_KEY = 0x6D697273  # "mirs": one worker at a time queues rescans after a scanner upgrade
 MAX_ATTEMPTS = 3

@@ -112,6 +112,9 @@ def op_proto(m: PickleMachine) -> bool:
     proto = m.u1()
     if proto > HIGHEST_PROTOCOL:
         raise MalformedError(f"unsupported pickle protocol {proto}", offset=m.op_offset)
+    if m.op_offset != m.start:
+        m.finding(Verdict.SUSPICIOUS, f"PROTO {proto} in the middle of the pickle: picklers write it only first, "
+                  "and it changes how later opcodes are read (a scanner-evasion pattern)", key="proto:late")
     m.proto = proto
     return False
 

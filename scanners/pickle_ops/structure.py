@@ -16,6 +16,7 @@ from scanners.pickle_values import DictVal, Seq, Val
 def _seq(m: PickleMachine, kind: str, items: list[Val]) -> Seq:
     s = Seq(kind, [], cap=m.cap)
     s.extend(items)
+    m.grew(s, len(items))
     return s
 
 
@@ -29,12 +30,14 @@ def _extend(m: PickleMachine, target: Val, items: list[Val], op: str) -> None:
     m.mutates_global(target, op)
     if isinstance(target, Seq):
         target.extend(items)
+        m.grew(target, len(items))
 
 
 def _setitems(m: PickleMachine, target: Val, pairs: list[tuple[Val, Val]], op: str) -> None:
     m.mutates_global(target, op)
     if isinstance(target, DictVal):
         target.update(pairs)
+        m.grew(target, 2 * len(pairs))
 
 
 def op_empty_list(m: PickleMachine) -> bool:
@@ -97,7 +100,9 @@ def _tuple_n(n: int) -> Handler:
 
 def op_dict(m: PickleMachine) -> bool:
     d = DictVal([], cap=m.cap)
-    d.update(_pairs(m, m.pop_mark(), "DICT"))
+    pairs = _pairs(m, m.pop_mark(), "DICT")
+    d.update(pairs)
+    m.grew(d, 2 * len(pairs))
     return m.push(d)
 
 

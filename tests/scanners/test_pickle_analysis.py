@@ -396,3 +396,52 @@ def test_a_byte_that_is_no_opcode_is_malformed(byte: int) -> None:
     report = scan_bytes(b"\x80\x04" + bytes([byte]) + b".", name="x.pkl")
     assert report.verdict is Verdict.ERROR, report
     assert any("invalid pickle opcode" in f.message for f in report.findings), report.findings
+
+
+# -- expansion ("billion laughs") and late PROTO ---------------------------------------------------------------
+def _laughs(levels: int, fan: int, *, memo: bool = True) -> bytes:
+    """L0 = []; each level is a list of ``fan`` references to the level below (via memo GETs or DUPs)."""
+    out = bytearray(b"\x80\x02]q\x00")
+    for level in range(1, levels + 1):
+        ref = b"h" + bytes([level - 1])
+        out += b"(" + ref * fan if memo else b"(" + ref + b"2" * (fan - 1)
+        out += b"lq" + bytes([level])
+    return bytes(out + b".")
+
+
+@pytest.mark.parametrize("memo", [True, False], ids=["memo", "dup"])
+def test_shared_containers_nested_in_shared_containers_are_an_expansion(memo: bool) -> None:
+    report = scan_bytes(_laughs(9, 10, memo=memo))
+    assert report.verdict is Verdict.SUSPICIOUS
+    [finding] = report.findings
+    assert "1,111,111,111 when traversed" in finding.message and "90 stored items" in finding.message
+    # The same shape, shallow: a few shared references are ordinary.
+    assert scan_bytes(_laughs(3, 10, memo=memo)).verdict is Verdict.CLEAN
+
+
+def test_the_traversed_size_saturates_instead_of_growing_without_bound() -> None:
+    report = scan_bytes(_laughs(120, 2))  # 2**120 when traversed
+    assert report.verdict is Verdict.SUSPICIOUS and "more than 4e18" in report.findings[0].message
+
+
+def test_a_container_holding_itself_again_and_again_is_suspicious() -> None:
+    looping = b"\x80\x02]q\x00" + b"h\x00a" * 200 + b"."
+    report = scan_bytes(looping)
+    assert report.verdict is Verdict.SUSPICIOUS and "holds itself 16+ times" in report.findings[0].message
+    assert scan_bytes(b"\x80\x02]q\x00h\x00a.").verdict is Verdict.CLEAN  # once: a plain cycle
+
+
+@pytest.mark.parametrize("value", [
+    [list(range(100)) for _ in range(20_000)],  # large, nothing shared
+    [{"a": 1}] * 100_000,  # one dict shared many times, one level deep
+    {"layers": [{"w": [0.0] * 64}] * 500, "meta": {"names": ["x"] * 1000}},
+], ids=["large", "flat-sharing", "config"])
+def test_ordinary_sharing_is_not_an_expansion(value: object) -> None:
+    assert scan_bytes(pickle.dumps(value, protocol=4)).verdict is Verdict.CLEAN
+
+
+def test_proto_in_the_middle_of_a_pickle_is_suspicious() -> None:
+    report = scan_bytes(b"\x80\x02]\x80\x02.")
+    assert report.verdict is Verdict.SUSPICIOUS and "PROTO 2 in the middle" in report.findings[0].message
+    # Several pickles in one stream (torch's legacy format, joblib) each start with their own PROTO.
+    assert scan_bytes(pickle.dumps([1], protocol=2) + pickle.dumps({"a": 2}, protocol=2)).verdict is Verdict.CLEAN
