@@ -22,6 +22,7 @@ from registry.api.refs import (
     checked_version,
 )
 from registry.api.responses import BINARY, BinaryResponse, BlobStored
+from registry.artifacts.gc import still_stored
 from registry.artifacts.holdings import held_by, record_holding
 from registry.artifacts.integrity import Where, clear_mark
 from registry.artifacts.models import VersionFile
@@ -94,6 +95,8 @@ def _record(ctx: Any, namespace: str, digest: str, size: int, stored_blob: Store
     """The bytes arrived and hashed right: the blob exists, the pushing namespace holds it, and a stored copy
     that was marked corrupt has just been replaced by them."""
     with ctx.transaction() as s:
+        if not still_stored(s, ctx.blobs, digest, size):
+            raise ApiError(503, "upload_collected", "the blob was garbage-collected while it uploaded: send it again")
         record_blob(s, digest, size, stored_blob.blake3, stored_blob.chunks)
         record_holding(s, namespace, [digest])
         clear_mark(s, digest, actor=actor, detected_by="upload")

@@ -15,6 +15,7 @@ from registry.core.names import InvalidNameError, parse_ref
 from registry.core.schemas import NONCE_PATTERN, VerifyRequest
 from registry.gate import attestation, decisions
 from registry.policy import documents as policy
+from registry.web.metrics import VERIFY_DECISIONS
 from signing.digests import InvalidDigestError, validate_digest
 from signing.paths import InvalidPathError, validate_relative_path
 
@@ -64,6 +65,7 @@ def verify(body: VerifyRequest, ctx: Context, principal: CurrentPrincipal) -> di
     with ctx.transaction() as s:
         version = resolve_ref(s, get_artifact(s, ref.namespace, ref.name), ref.ref)
         decision = decisions.evaluate(s, version, observed, can_read=principal.can_read)
+        VERIFY_DECISIONS.labels(decision.result.decision).inc()
         signed = attestation.receipt(signer, decision, observed, reference=body.reference, nonce=body.nonce)
         return {**decisions.decision_to_dict(decision), "receipt": signed}
 

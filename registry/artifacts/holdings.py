@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from registry.artifacts.gc import hold_blobs_against_gc
 from registry.artifacts.models import Blob, NamespaceBlob
 from registry.core.blobstore import LocalBlobStore
 
@@ -31,7 +32,9 @@ def _chunks(items: list[str]) -> Iterable[list[str]]:
 
 def _stored(session: Session, blobs: LocalBlobStore, wanted: Mapping[str, int]) -> set[str]:
     """Digests whose blob row and stored file both exist with the wanted size, and that are not marked corrupt
-    (a push then sends the bytes again, which repairs the stored copy)."""
+    (a push then sends the bytes again, which repairs the stored copy). Until the transaction ends, garbage
+    collection cannot remove what this found (:func:`registry.artifacts.gc.hold_blobs_against_gc`)."""
+    hold_blobs_against_gc(session)
     stored: set[str] = set()
     for chunk in _chunks(sorted(wanted)):
         rows = session.execute(select(Blob.digest, Blob.size, Blob.corrupt_at).where(Blob.digest.in_(chunk)))

@@ -24,6 +24,7 @@ class Need(StrEnum):
     WRITE = "write"  # write:{namespace in the path}
     TRUST = "trust"  # trust:{namespace in the path}: keys and policy
     ADMIN = "admin"
+    METRICS = "metrics"  # the metrics scope (or admin): Prometheus reads counters, nothing of any namespace
 
 
 _V = "/v1/artifacts/{namespace}/{name}/versions"
@@ -31,6 +32,8 @@ _HF_REPO = "/api/{plural}/{namespace}/{name}"
 
 RULES: dict[tuple[str, str], Need] = {
     ("GET", "/v1/health"): Need.PUBLIC,
+    ("GET", "/v1/ready"): Need.PUBLIC,
+    ("GET", "/metrics"): Need.METRICS,
     ("GET", "/v1/whoami"): Need.TOKEN,
     ("GET", "/v1/registry/key"): Need.TOKEN,
     # tokens

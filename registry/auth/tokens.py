@@ -30,7 +30,7 @@ from registry.core.errors import ApiError
 from registry.core.tables import utcnow
 
 TOKEN_PREFIX = "mir_"  # noqa: S105 - a public prefix, not a secret
-_SCOPE = re.compile(r"^(admin|(read|write|trust):(\*|[A-Za-z0-9](?:[A-Za-z0-9._-]{0,98}[A-Za-z0-9])?))$")
+_SCOPE = re.compile(r"^(admin|metrics|(read|write|trust):(\*|[A-Za-z0-9](?:[A-Za-z0-9._-]{0,98}[A-Za-z0-9])?))$")
 LAST_USED_GRANULARITY = timedelta(minutes=1)
 
 
@@ -49,7 +49,8 @@ def validate_scopes(scopes: list[str]) -> list[str]:
         if not isinstance(scope, str) or not _SCOPE.match(scope):
             raise ApiError(
                 400, "invalid_scope",
-                f"invalid scope {scope!r}: use admin, read:<namespace>, write:<namespace> or trust:<namespace>",
+                f"invalid scope {scope!r}: use admin, metrics, read:<namespace>, write:<namespace> or "
+                "trust:<namespace>",
             )
     return sorted(set(scopes))
 
@@ -65,6 +66,11 @@ class Principal:
     @property
     def is_admin(self) -> bool:
         return "admin" in self.scopes
+
+    @property
+    def can_scrape_metrics(self) -> bool:
+        """``metrics``: a token for Prometheus that reads counters and nothing else."""
+        return self.is_admin or "metrics" in self.scopes
 
     def can_write(self, namespace: str) -> bool:
         return self.is_admin or bool({f"write:{namespace}", "write:*"} & self.scopes)

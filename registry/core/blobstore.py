@@ -13,6 +13,8 @@ import os
 import re
 import socket
 import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -121,6 +123,39 @@ class LocalBlobStore:
 
     def writer(self, digest: str, expected_size: int) -> BlobWriter:
         return BlobWriter(self, digest, expected_size)
+
+    def stat(self, digest: str) -> tuple[int, datetime] | None:
+        """Size and last write time of a stored blob, or None."""
+        try:
+            st = self.path_for(digest).stat()
+        except FileNotFoundError:
+            return None
+        return st.st_size, datetime.fromtimestamp(st.st_mtime, UTC)
+
+    def iter_digests(self) -> Iterator[tuple[str, int, datetime]]:
+        """Every stored blob: digest, size and last write time (files that are not blobs are skipped)."""
+        base = self.root / "sha256"
+        if not base.is_dir():
+            return
+        for path in sorted(base.glob("*/*/*")):
+            name = path.name
+            if len(name) != 64 or path.parent.name != name[2:4] or path.parent.parent.name != name[:2]:
+                continue
+            if all(c in "0123456789abcdef" for c in name) and path.is_file():
+                found = self.stat("sha256:" + name)
+                if found is not None:
+                    yield ("sha256:" + name, *found)
+
+    def delete(self, digest: str) -> None:
+        self.path_for(digest).unlink(missing_ok=True)
+
+    def ready(self) -> str | None:
+        """None when blobs can be stored and read here, else why not (for ``/v1/ready``)."""
+        if not self.root.is_dir():
+            return f"blob directory {self.root} is missing"
+        if not os.access(self.root, os.R_OK | os.W_OK | os.X_OK):
+            return f"blob directory {self.root} is not readable and writable"
+        return None
 
     def sweep_temp(self, older_than_s: float = 0) -> int:
         """Remove temp files left by crashed uploads; returns how many were removed.

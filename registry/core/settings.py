@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     auto_migrate: bool = True
     open_version_ttl_hours: int = 72
     log_level: str = "info"
+    # "text" (time, level, logger, request id, message) or "json" (one object per line, for log shippers).
+    log_format: Literal["text", "json"] = "text"
     # Passphrase that encrypts the registry's private signing key at rest. When unset, one is
     # generated on first start into <data_dir>/secrets/ (mode 0600); set it from a secret store in production.
     signing_passphrase: str | None = None

@@ -35,6 +35,7 @@ from datetime import datetime
 import blake3
 from sqlalchemy.orm import Session
 
+from registry.artifacts.gc import hold_blobs_against_gc
 from registry.artifacts.holdings import held_size, record_holding
 from registry.artifacts.models import Artifact, Version
 from registry.artifacts.versions import (
@@ -338,6 +339,10 @@ def commit(
             "someone pushed in between: fetch and retry",
         )
     inline = [op for op in request.operations if op.content is not None and op.digest is not None]
+    # Written before this transaction; a garbage collection in between may have taken bytes that were stored
+    # before and unreferenced. Under the lock nothing can, so write back whatever is gone.
+    hold_blobs_against_gc(session)
+    store_inline(blobs, tuple(inline))
     for op in inline:
         assert op.content is not None and op.digest is not None
         record_blob(session, op.digest, len(op.content), "blake3:" + blake3.blake3(op.content).hexdigest(),

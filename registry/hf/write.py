@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
+from registry.artifacts.gc import still_stored
 from registry.artifacts.holdings import held_by, record_holding
 from registry.artifacts.integrity import clear_mark
 from registry.artifacts.uploads import receive_blob
@@ -255,6 +256,8 @@ async def lfs_upload(
 
     def record() -> None:
         with ctx.transaction() as s:
+            if not still_stored(s, ctx.blobs, digest, declared):
+                raise HfError(503, "UploadCollected", f"{oid} was garbage-collected while it uploaded: send it again")
             record_blob(s, digest, declared, stored_blob.blake3, stored_blob.chunks)
             record_holding(s, ns, [digest])
             clear_mark(s, digest, actor=f"lfs-upload:{ns}", detected_by="upload")  # fresh bytes replaced a bad copy

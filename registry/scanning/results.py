@@ -36,12 +36,14 @@ from scanners.sandbox import scan_path_sandboxed
 
 log = logging.getLogger("mir.scans")
 
-# Bump whenever a verdict or what policy reads from findings can change. 2: sklearn allowlist, out-of-band buffers, frames, 7z, GGUF, Keras, HDF5, ONNX.
+# Bump whenever a verdict or what policy reads from findings can change.
+# 2: sklearn allowlist, out-of-band buffers, frames, 7z, GGUF, Keras, HDF5, ONNX.
 # 3: findings carry a rule ("unlisted-global") that a namespace policy's trusted_globals can lift; pickle expansion
 # (billion laughs) and a late PROTO are suspicious; chat templates in JSON configs are analysed.
 SCANNER_VERSION = "3"
 _UPGRADE_LOCK_KEY = 0x6D697273  # "mirs": one worker at a time queues rescans after a scanner upgrade
 MAX_ATTEMPTS = 3
+GAVE_UP = "gave up after"  # a dead-lettered job's error starts with this (counted in /metrics)
 HISTORY_PER_FILE = 50
 MAX_STORED_FINDINGS = 200
 
@@ -294,7 +296,7 @@ def run_once(ctx: RegistryContext, worker: str | None = None) -> bool:
         if attempts > MAX_ATTEMPTS:
             job.state = DONE
             job.finished_at = utcnow()
-            job.error = f"gave up after {MAX_ATTEMPTS} attempts"
+            job.error = f"{GAVE_UP} {MAX_ATTEMPTS} attempts"
             version = session.get(Version, job.version_id)
             assert version is not None
             version.scan_status = Verdict.ERROR.value

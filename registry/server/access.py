@@ -86,6 +86,10 @@ def enforce_route_rule(request: Request, ctx: Annotated[RegistryContext, Depends
     if need is Need.ADMIN:
         principal.require_admin()
         return
+    if need is Need.METRICS:
+        if not principal.can_scrape_metrics:
+            raise ApiError(403, "forbidden", "reading metrics needs the metrics scope (or admin)")
+        return
     namespace = request.path_params.get("namespace")
     if not isinstance(namespace, str) or not _allowed(principal, need, namespace):
         raise _deny(request, principal, need, str(namespace))

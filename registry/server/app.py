@@ -9,7 +9,18 @@ from fastapi import APIRouter, Depends, FastAPI
 from fastapi.routing import APIRoute
 
 from registry import __version__
-from registry.api import aliases, audit, blobs, lineage, signatures, synthetic, tokens, verify, versions
+from registry.api import (
+    aliases,
+    audit,
+    blobs,
+    lineage,
+    observability,
+    signatures,
+    synthetic,
+    tokens,
+    verify,
+    versions,
+)
 from registry.auth.rules import check_rules_cover
 from registry.core.context import RegistryContext
 from registry.core.errors import install_error_handlers
@@ -21,7 +32,9 @@ from registry.server.access import enforce_route_rule
 from registry.server.openapi import include_options, install_openapi
 from registry.web.headers import HeaderGuardMiddleware
 from registry.web.limits import V1_STREAMED_PATH, BodyLimitMiddleware
+from registry.web.metrics import MetricsMiddleware
 from registry.web.nul_guard import NulGuardMiddleware
+from registry.web.request_context import RequestContextMiddleware
 
 meta = APIRouter(tags=["meta"])
 
@@ -33,7 +46,7 @@ def health() -> dict[str, Any]:
 
 def _routers() -> list[APIRouter]:
     """Every router, in matching order: Hugging Face Hub-compatible routes live at the root, after /v1."""
-    modules = (versions, blobs, aliases, tokens, audit, signatures, lineage, verify, synthetic)
+    modules = (versions, blobs, aliases, tokens, audit, signatures, lineage, verify, synthetic, observability)
     return [meta, *(m.router for m in modules), hf_read.router, hf_write.router]
 
 
@@ -67,5 +80,7 @@ def create_app(settings: Settings | None = None, ctx: RegistryContext | None = N
     app.add_middleware(
         BodyLimitMiddleware, max_bytes=settings.max_request_json_bytes, streamed=_streamed_paths()
     )
-    app.add_middleware(HeaderGuardMiddleware)  # outermost: also guards the body limit's own answers
+    app.add_middleware(HeaderGuardMiddleware)  # guards the body limit's own answers too
+    app.add_middleware(MetricsMiddleware)  # counts every answer, the guards' included
+    app.add_middleware(RequestContextMiddleware)  # outermost: the request id covers everything, logs included
     return app

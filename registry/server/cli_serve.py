@@ -29,13 +29,13 @@ def worker(
     parent_pid: Annotated[int | None, typer.Option(help="exit when this process (mir serve) is gone")] = None,
 ) -> None:
     """Run a scan worker: scans committed versions, each blob in a resource-limited child process."""
-    import logging
-
     from registry.scanning.worker import run
     from registry.server.operator_settings import load_settings
+    from registry.web.request_context import configure_logging
 
-    logging.basicConfig(level=logging.INFO)
-    run(load_settings(), once=once, parent_pid=parent_pid)
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    run(settings, once=once, parent_pid=parent_pid)
 
 
 def register(app: typer.Typer) -> None:

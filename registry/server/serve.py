@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from registry.core.settings import Settings
 from registry.server.app import create_app
 from registry.server.db_roles import RoleError, service_can_rewrite_log
 from registry.server.migrate import SchemaMismatchError, prepare_schema
+from registry.web.request_context import configure_logging
 
 STALE_TEMP_SECONDS = 3600
 
@@ -72,7 +72,7 @@ def serve(settings: Settings | None = None) -> None:
     console.print(f"[bold green]mir listening on {settings.base_url}[/bold green]")
     console.print(f"API docs: {settings.base_url}/docs")
     console.print(f"log in from another machine: mir login {settings.base_url} --token <token>")
-    logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr)
+    configure_logging(settings.log_level, settings.log_format)
     uvicorn.run(
         app,
         host=settings.host,

@@ -24,14 +24,15 @@ from tests.support.trees import make_tree
 
 OWN, OTHER = "own", "other"
 FILE = b"matrix file\n"
-PRINCIPALS = ("anonymous", "revoked", "read:other", "read:own", "write:own", "trust:own", "admin")
+PRINCIPALS = ("anonymous", "revoked", "metrics", "read:other", "read:own", "write:own", "trust:own", "admin")
 ALLOWED: dict[Need, set[str]] = {
     Need.PUBLIC: set(PRINCIPALS),
-    Need.TOKEN: {"read:other", "read:own", "write:own", "trust:own", "admin"},
+    Need.TOKEN: {"metrics", "read:other", "read:own", "write:own", "trust:own", "admin"},
     Need.READ: {"read:own", "write:own", "trust:own", "admin"},
     Need.WRITE: {"write:own", "admin"},
     Need.TRUST: {"trust:own", "admin"},
     Need.ADMIN: {"admin"},
+    Need.METRICS: {"metrics", "admin"},
 }
 
 # TOKEN routes whose handler decides by the resource: who may, for the request this test makes.
@@ -63,7 +64,7 @@ def principals(server: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> 
         admin.push(tree, f"{OWN}/m@1")
         admin.push(tree, f"{OWN}/d@1", kind="dataset")
         tokens = {scope: admin.create_token(f"matrix-{scope}", [scope])["token"]
-                  for scope in ("read:other", "read:own", "write:own", "trust:own")}
+                  for scope in ("metrics", "read:other", "read:own", "write:own", "trust:own")}
         revoked = admin.create_token("matrix-revoked", ["admin"])
         admin.revoke_token(revoked["id"], "matrix")
         spare = admin.create_token("matrix-spare", [f"read:{OTHER}"])

@@ -1,0 +1,307 @@
+"""Content-addressed blobs in an S3-compatible object store (AWS S3, MinIO, Ceph RGW, moto).
+
+Keys are content addresses, ``<prefix>/sha256/ab/cd/<hex>``, as on a local disk. An upload streams into a
+multipart upload of that very key while it is hashed, and the upload is completed only when its size and
+SHA-256 match; otherwise it is aborted. S3 shows an object only once its multipart upload completes, so the
+object under a digest's key holds exactly those bytes or does not exist, and a crash leaves only an unfinished
+multipart upload, which ``sweep_temp`` aborts. Memory per upload is one part.
+
+boto3 (botocore) is the client: it reads endpoint, region and credentials the usual way (``AWS_*`` variables,
+config files, instance roles), and ``MIR_S3_ENDPOINT_URL`` points it at MinIO or another S3-compatible server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlparse
+
+import blake3
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from registry.core.blobstore import BlobDigestMismatch, BlobSizeMismatch, BlobTooLarge
+from registry.core.chunks import ChunkHasher, ChunkList
+from signing.digests import parse_digest
+
+MiB = 1 << 20
+DEFAULT_PART_SIZE = 16 * MiB  # S3 parts are at least 5 MiB (the last excepted) and at most 10,000 per object
+MIN_PART_SIZE = 5 * MiB
+READ_PIECE = 1 * MiB
+
+
+class BlobStoreUnavailable(OSError):
+    """The object store could not be reached or refused the request (not a property of the blob)."""
+
+
+def parse_s3_url(url: str) -> tuple[str, str]:
+    """``s3://bucket/some/prefix`` -> (``bucket``, ``some/prefix``); ValueError for anything else."""
+    parsed = urlparse(url)
+    if parsed.scheme != "s3" or not parsed.netloc:
+        raise ValueError(f"not an S3 blob store URL: {url!r} (use s3://bucket/prefix)")
+    if parsed.query or parsed.fragment or parsed.params:
+        raise ValueError(f"an S3 blob store URL takes no query or fragment: {url!r}")
+    prefix = parsed.path.strip("/")
+    if any(part in (".", "..") for part in prefix.split("/")):
+        raise ValueError(f"invalid S3 prefix in {url!r}")
+    return parsed.netloc, prefix
+
+
+class S3BlobWriter:
+    """Streams one blob into a multipart upload of its final key while hashing it; ``commit`` completes it."""
+
+    def __init__(self, store: S3BlobStore, digest: str, expected_size: int) -> None:
+        algorithm, self._hex = parse_digest(digest)
+        if algorithm != "sha256":
+            raise ValueError("the blob store addresses content by sha256 only")
+        self._store = store
+        self.digest = digest
+        self.expected_size = expected_size
+        self.written = 0
+        self._hasher = hashlib.sha256()
+        self._blake3 = blake3.blake3()
+        self._chunks = ChunkHasher()
+        self.blake3_digest: str | None = None
+        self.chunks: ChunkList | None = None
+        self._buffer = bytearray()
+        self._upload_id: str | None = None
+        self._parts: list[dict[str, Any]] = []
+        self._done = False
+
+    def write(self, chunk: bytes | bytearray | memoryview) -> None:
+        """Append a chunk; refuses to grow past the declared size (so an oversize body stops early)."""
+        self.write_pieces([chunk])
+
+    def write_pieces(self, pieces: list[bytes | bytearray | memoryview]) -> None:
+        total = sum(len(p) for p in pieces)
+        if self.written + total > self.expected_size:
+            raise BlobTooLarge(f"body is larger than the declared size of {self.expected_size} bytes")
+        part_size = self._store.part_size
+        for piece in pieces:
+            view = memoryview(piece)
+            self._hasher.update(view)
+            self._blake3.update(view)
+            self._chunks.update(view)
+            while view:
+                take = min(len(view), part_size - len(self._buffer))
+                self._buffer += view[:take]
+                view = view[take:]
+                if len(self._buffer) == part_size:
+                    self._send_part()
+        self.written += total
+
+    def _send_part(self) -> None:
+        store = self._store
+        if self._upload_id is None:
+            created = store.call("create_multipart_upload", Bucket=store.bucket, Key=store.key_for(self.digest))
+            self._upload_id = created["UploadId"]
+        number = len(self._parts) + 1
+        answer = store.call("upload_part", Bucket=store.bucket, Key=store.key_for(self.digest),
+                            UploadId=self._upload_id, PartNumber=number, Body=bytes(self._buffer))
+        self._parts.append({"PartNumber": number, "ETag": answer["ETag"]})
+        self._buffer.clear()
+
+    def commit(self) -> None:
+        """Check size and digest, then make the object visible (complete the upload, or one PUT if small)."""
+        if self.written != self.expected_size:
+            raise BlobSizeMismatch(f"body has {self.written} bytes, the manifest declares {self.expected_size}")
+        actual = self._hasher.hexdigest()
+        if actual != self._hex:
+            raise BlobDigestMismatch(f"body hashes to sha256:{actual}, not {self.digest}")
+        store, key = self._store, self._store.key_for(self.digest)
+        if self._upload_id is None:
+            store.call("put_object", Bucket=store.bucket, Key=key, Body=bytes(self._buffer))
+        else:
+            if self._buffer:
+                self._send_part()
+            store.call("complete_multipart_upload", Bucket=store.bucket, Key=key, UploadId=self._upload_id,
+                       MultipartUpload={"Parts": self._parts})
+        self._buffer = bytearray()
+        self._done = True
+        self.blake3_digest = "blake3:" + self._blake3.hexdigest()
+        self.chunks = self._chunks.finish()
+
+    def abort(self) -> None:
+        """Drop the parts sent so far; nothing becomes visible (best effort: ``sweep_temp`` retries later)."""
+        self._buffer = bytearray()
+        if self._upload_id is not None and not self._done:
+            with contextlib.suppress(BlobStoreUnavailable):
+                self._store.call("abort_multipart_upload", Bucket=self._store.bucket,
+                                 Key=self._store.key_for(self.digest), UploadId=self._upload_id)
+            self._upload_id = None
+
+
+class S3BlobStore:
+    """Blobs under ``s3://bucket/prefix/sha256/ab/cd/<hex>``."""
+
+    def __init__(self, bucket: str, prefix: str, client: Any, *, part_size: int = DEFAULT_PART_SIZE) -> None:
+        if part_size < MIN_PART_SIZE:
+            raise ValueError(f"S3 parts must be at least {MIN_PART_SIZE} bytes")
+        self.bucket = bucket
+        self.prefix = prefix
+        self.client = client
+        self.part_size = part_size
+
+    @classmethod
+    def from_url(cls, url: str, *, endpoint_url: str | None = None, region: str | None = None,
+                 part_size: int = DEFAULT_PART_SIZE) -> S3BlobStore:
+        bucket, prefix = parse_s3_url(url)
+        config = Config(retries={"max_attempts": 5, "mode": "standard"}, signature_version="s3v4",
+                        s3={"addressing_style": "path" if endpoint_url else "auto"})
+        client = boto3.session.Session().client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
+        return cls(bucket, prefix, client, part_size=part_size)
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
+
+    def key_for(self, digest: str) -> str:
+        _algorithm, hex_ = parse_digest(digest)
+        key = f"sha256/{hex_[:2]}/{hex_[2:4]}/{hex_}"
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _digest_of_key(self, key: str) -> str | None:
+        name = key.rsplit("/", 1)[-1]
+        if len(name) == 64 and all(c in "0123456789abcdef" for c in name) and key == self.key_for("sha256:" + name):
+            return "sha256:" + name
+        return None
+
+    def call(self, operation: str, **kwargs: Any) -> Any:
+        """One S3 request; an unreachable or refusing store raises BlobStoreUnavailable (never a silent miss)."""
+        try:
+            return getattr(self.client, operation)(**kwargs)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if operation in ("head_object", "get_object") and code in ("404", "NoSuchKey", "NotFound"):
+                raise FileNotFoundError(kwargs.get("Key")) from None
+            if operation == "get_object" and code == "InvalidRange":
+                raise EOFError(kwargs.get("Range")) from None
+            raise BlobStoreUnavailable(f"object store refused {operation}: {code or exc}") from None
+        except BotoCoreError as exc:
+            raise BlobStoreUnavailable(f"object store unreachable during {operation}: {exc}") from None
+
+    def size_of(self, digest: str) -> int | None:
+        try:
+            head = self.call("head_object", Bucket=self.bucket, Key=self.key_for(digest))
+        except FileNotFoundError:
+            return None
+        return int(head["ContentLength"])
+
+    def stat(self, digest: str) -> tuple[int, datetime] | None:
+        """Size and last write time of a stored blob, or None."""
+        try:
+            head = self.call("head_object", Bucket=self.bucket, Key=self.key_for(digest))
+        except FileNotFoundError:
+            return None
+        return int(head["ContentLength"]), head["LastModified"]
+
+    def exists(self, digest: str, size: int | None = None) -> bool:
+        found = self.size_of(digest)
+        return found is not None and (size is None or found == size)
+
+    def writer(self, digest: str, expected_size: int) -> S3BlobWriter:
+        return S3BlobWriter(self, digest, expected_size)
+
+    def read_range(self, digest: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        """The bytes ``[start, end)`` of a blob, streamed in pieces of about 1 MiB (one ranged GET).
+
+        FileNotFoundError if there is no such blob, EOFError if ``start`` lies past its end.
+        """
+        if end is not None and end <= start:
+            return
+        ranged = {} if start == 0 and end is None else {"Range": f"bytes={start}-{'' if end is None else end - 1}"}
+        answer = self.call("get_object", Bucket=self.bucket, Key=self.key_for(digest), **ranged)
+        body = answer["Body"]
+        try:
+            while piece := body.read(READ_PIECE):
+                yield piece
+        except (BotoCoreError, OSError) as exc:
+            raise BlobStoreUnavailable(f"object store connection lost while reading: {exc}") from None
+        finally:
+            body.close()
+
+    def delete(self, digest: str) -> None:
+        self.call("delete_object", Bucket=self.bucket, Key=self.key_for(digest))
+
+    def iter_digests(self) -> Iterator[tuple[str, int, datetime]]:
+        """Every stored blob: digest, size and when it was written (keys that are not blobs are skipped)."""
+        base = f"{self.prefix}/sha256/" if self.prefix else "sha256/"
+        token: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": base}
+            if token:
+                kwargs["ContinuationToken"] = token
+            page = self.call("list_objects_v2", **kwargs)
+            for item in page.get("Contents", []):
+                digest = self._digest_of_key(item["Key"])
+                if digest is not None:
+                    yield digest, int(item["Size"]), item["LastModified"]
+            if not page.get("IsTruncated"):
+                return
+            token = page["NextContinuationToken"]
+
+    def presigned_get(self, digest: str, expires_s: int, filename: str | None = None) -> str:
+        """A URL that lets whoever holds it GET this one blob for ``expires_s`` seconds."""
+        params: dict[str, Any] = {"Bucket": self.bucket, "Key": self.key_for(digest)}
+        if filename:
+            params["ResponseContentDisposition"] = f"attachment; filename*=UTF-8''{quote(filename, safe='')}"
+        try:
+            url: str = self.client.generate_presigned_url("get_object", Params=params, ExpiresIn=expires_s)
+        except (ClientError, BotoCoreError) as exc:
+            raise BlobStoreUnavailable(f"cannot presign a download: {exc}") from None
+        return url
+
+    def ready(self) -> str | None:
+        """None when the bucket answers, else why not (for ``/v1/ready``)."""
+        try:
+            self.call("head_bucket", Bucket=self.bucket)
+        except BlobStoreUnavailable as exc:
+            return str(exc)
+        return None
+
+    def sweep_temp(self, older_than_s: float = 0) -> int:
+        """Abort multipart uploads under this prefix started more than ``older_than_s`` ago (crashed writers)."""
+        cutoff = datetime.now(UTC) - timedelta(seconds=older_than_s)
+        aborted = 0
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": self.prefix}
+        while True:
+            page = self.call("list_multipart_uploads", **kwargs)
+            for upload in page.get("Uploads", []):
+                if upload["Initiated"] <= cutoff:
+                    with contextlib.suppress(BlobStoreUnavailable):
+                        self.call("abort_multipart_upload", Bucket=self.bucket, Key=upload["Key"],
+                                  UploadId=upload["UploadId"])
+                        aborted += 1
+            if not page.get("IsTruncated"):
+                return aborted
+            kwargs["KeyMarker"] = page.get("NextKeyMarker")
+            kwargs["UploadIdMarker"] = page.get("NextUploadIdMarker")
+
+    @contextlib.contextmanager
+    def local_copy(self, digest: str, spool_dir: Path, max_bytes: int) -> Iterator[Path]:
+        """The blob in a private temporary file (for a scanner that needs a path); removed afterwards.
+
+        Refuses blobs over ``max_bytes`` before downloading anything, so a worker's disk use stays bounded.
+        """
+        size = self.size_of(digest)
+        if size is None:
+            raise FileNotFoundError(self.key_for(digest))
+        if size > max_bytes:
+            raise BlobTooLarge(f"blob of {size} bytes is over the {max_bytes}-byte spool limit")
+        spool_dir.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=spool_dir, prefix="scan-", suffix=".blob")
+        path = Path(name)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                for piece in self.read_range(digest):
+                    out.write(piece)
+            yield path
+        finally:
+            path.unlink(missing_ok=True)

@@ -1,0 +1,124 @@
+"""Prometheus metrics: HTTP traffic measured by a middleware, and the registry's state read at scrape time.
+
+Request counters and latency are labelled by the route *template*, so a label set stays small whatever paths
+callers send. The scan queue, verdicts and the audit log's size are read from the database when Prometheus
+scrapes, so every replica reports the same shared state and nothing is lost when a process restarts.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy import func, select
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from registry.artifacts.models import Version
+from registry.audit.models import AuditEntry
+from registry.core.context import RegistryContext
+from registry.core.tables import utcnow
+from registry.scanning.models import ScanJob
+from registry.scanning.queue import QUEUED, RUNNING
+from registry.scanning.results import GAVE_UP
+from registry.web.request_context import route_template
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+REQUESTS = Counter("mir_http_requests", "HTTP requests answered", ["method", "route", "status"], registry=REGISTRY)
+LATENCY = Histogram("mir_http_request_duration_seconds", "Time to answer, body included", ["method", "route"],
+                    registry=REGISTRY,
+                    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
+BYTES_IN = Counter("mir_http_received_bytes", "Request body bytes received", ["route"], registry=REGISTRY)
+BYTES_OUT = Counter("mir_http_sent_bytes", "Response body bytes sent", ["route"], registry=REGISTRY)
+DOWNLOADS = Counter("mir_downloads", "File downloads answered, by how the bytes travel (proxied through the API "
+                    "or redirected to the store)", ["mode"], registry=REGISTRY)
+VERIFY_DECISIONS = Counter("mir_verify_decisions", "Deploy-gate decisions taken by /v1/verify", ["decision"],
+                           registry=REGISTRY)
+
+DOWNLOAD_ROUTES = frozenset({
+    "/v1/artifacts/{namespace}/{name}/versions/{ref}/files/{path:path}",
+    "/{namespace}/{name}/resolve/{revision}/{path:path}",
+    "/{plural}/{namespace}/{name}/resolve/{revision}/{path:path}",
+})
+
+
+class MetricsMiddleware:
+    """Counts every HTTP request by route template, method and status, its latency and body bytes."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+        received = sent = 0
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+            return message
+
+        async def counting_send(message: Message) -> None:
+            nonlocal status, sent
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "http.response.body":
+                sent += len(message.get("body", b""))
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, counting_send)
+        finally:
+            route, method = route_template(scope), scope["method"]
+            REQUESTS.labels(method, route, str(status)).inc()
+            LATENCY.labels(method, route).observe(time.perf_counter() - started)
+            if received:
+                BYTES_IN.labels(route).inc(received)
+            if sent:
+                BYTES_OUT.labels(route).inc(sent)
+            if route in DOWNLOAD_ROUTES and method == "GET":
+                if status in (200, 206):
+                    DOWNLOADS.labels("proxy").inc()
+                elif status in (302, 303, 307):
+                    DOWNLOADS.labels("redirect").inc()
+
+
+class RegistryStateCollector(Collector):
+    """Gauges read from the database at scrape time: the scan queue, verdicts, the audit log's size."""
+
+    def __init__(self, ctx: RegistryContext) -> None:
+        self.ctx = ctx
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        with self.ctx.transaction() as s:
+            jobs = dict(s.execute(select(ScanJob.state, func.count()).where(
+                ScanJob.state.in_((QUEUED, RUNNING))).group_by(ScanJob.state)).tuples().all())
+            oldest = s.scalar(select(func.min(ScanJob.created_at)).where(ScanJob.state == QUEUED))
+            dead = s.scalar(select(func.count()).select_from(ScanJob).where(
+                ScanJob.error.startswith(GAVE_UP))) or 0
+            statuses = s.execute(select(Version.scan_status, func.count()).where(
+                Version.scan_status.is_not(None)).group_by(Version.scan_status)).tuples().all()
+            last_leaf = s.scalar(select(func.max(AuditEntry.leaf_index)))
+        queue = GaugeMetricFamily("mir_scan_queue_jobs", "Scan jobs waiting or being worked on", labels=["state"])
+        for state in (QUEUED, RUNNING):
+            queue.add_metric([state], jobs.get(state, 0))
+        yield queue
+        age = (utcnow() - oldest).total_seconds() if oldest is not None else 0.0
+        yield GaugeMetricFamily("mir_scan_queue_oldest_age_seconds", "Age of the oldest queued scan job",
+                                value=max(age, 0.0))
+        yield GaugeMetricFamily("mir_scan_jobs_dead_lettered", "Scan jobs given up after their last attempt "
+                                "(their versions show scan status error)", value=dead)
+        verdicts = GaugeMetricFamily("mir_versions_by_scan_status", "Versions by aggregate scan status",
+                                     labels=["status"])
+        for status, count in statuses:
+            verdicts.add_metric([str(status)], count)
+        yield verdicts
+        yield GaugeMetricFamily("mir_audit_log_size", "Entries in the append-only audit log (its tree size)",
+                                value=0 if last_leaf is None else last_leaf + 1)
