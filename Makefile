@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench-help postgres clean
+.PHONY: run test lint bench-help postgres browser clean
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,7 @@ run: $(STAMP)
 	$(BIN)/mir serve
 
 ## Run the whole suite on SQLite and PostgreSQL (starts PostgreSQL if it is down).
-test: $(STAMP) postgres
+test: $(STAMP) postgres browser
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
@@ -29,6 +29,11 @@ test: $(STAMP) postgres
 
 postgres:
 	bash scripts/ensure-postgres
+
+# The web interface tests (tests/ui/) drive Debian's Chromium through Playwright; no browser is downloaded.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
+from tests.support.browser import launched
 from tests.support.databases import BACKENDS, database_url
 from tests.support.server import LiveServer, live_server
 
@@ -32,6 +35,22 @@ def http(server: LiveServer) -> Iterator[httpx.Client]:
     """A plain HTTP client on the live server, with the admin token."""
     with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {server.admin_token}"}) as client:
         yield client
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """Debian's headless Chromium under Playwright, shared by the web interface tests (tests/ui/)."""
+    with launched() as chromium:
+        yield chromium
+
+
+@pytest.fixture(scope="session")
+def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where browser tests save page screenshots: ``$MIR_UI_SCREENSHOTS`` (a CI artifact folder) or a temp dir."""
+    chosen = os.environ.get("MIR_UI_SCREENSHOTS")
+    folder = Path(chosen) if chosen else tmp_path_factory.mktemp("ui-screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def pytest_make_parametrize_id(config: pytest.Config, val: object, argname: str) -> str | None:

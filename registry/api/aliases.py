@@ -9,12 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
-from sqlalchemy import select
-from sqlalchemy.orm import aliased
 
 from registry.api.refs import AliasName, Name, Namespace, checked_alias, checked_repo, checked_version
 from registry.api.responses import AliasMoved
-from registry.artifacts.models import AliasEvent, Version
+from registry.artifacts import listing
 from registry.artifacts.versions import (
     COMMITTED,
     aliases_of,
@@ -71,17 +69,5 @@ def alias_history(
 ) -> list[dict[str, Any]]:
     namespace, name = checked_repo(namespace, name)
     alias = checked_alias(alias)
-    before, after = aliased(Version), aliased(Version)
     with ctx.transaction() as s:
-        art = get_artifact(s, namespace, name)
-        rows = s.execute(
-            select(AliasEvent, before.version, after.version)
-            .outerjoin(before, before.id == AliasEvent.from_version_id)
-            .outerjoin(after, after.id == AliasEvent.to_version_id)
-            .where(AliasEvent.artifact_id == art.id, AliasEvent.alias == alias)
-            .order_by(AliasEvent.id)
-        )
-        return [
-            {"at": ev.at.isoformat(), "actor": ev.actor, "from": old, "to": new, "reason": ev.reason}
-            for ev, old, new in rows
-        ]
+        return listing.alias_history(s, get_artifact(s, namespace, name), alias)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Query
-from sqlalchemy import select
 
 from registry.api.refs import (
     Name,
@@ -18,8 +17,8 @@ from registry.api.refs import (
     checked_version,
 )
 from registry.api.responses import ArtifactPage
+from registry.artifacts import listing
 from registry.artifacts.holdings import missing_for_push
-from registry.artifacts.models import Artifact, Version
 from registry.artifacts.versions import (
     abort_version,
     aliases_of,
@@ -46,8 +45,6 @@ from registry.trust import signatures
 from signing.manifest import InvalidManifestError, Manifest
 
 router = APIRouter(prefix="/v1/artifacts", tags=["artifacts"])
-# Rows read per query while filling a page of artifacts (the namespace filter is in SQL; this bounds each read).
-_LIST_BATCH_MAX = 1000
 
 
 @router.get("", response_model=ArtifactPage)
@@ -61,56 +58,22 @@ def list_artifacts(
 ) -> dict[str, Any]:
     """Artifacts the caller may read, by id. A page holds ``limit`` of them unless the listing ends; ``next`` is
     the id of the page's last item, so a cursor never names an artifact the caller cannot read."""
+    if namespace:
+        checked_repo(namespace, "x")
+        principal.require_read(namespace)
     with ctx.transaction() as s:
-        query = select(Artifact).order_by(Artifact.id)
-        if namespace:
-            checked_repo(namespace, "x")
-            principal.require_read(namespace)
-            query = query.where(Artifact.namespace == namespace)
-        readable = principal.readable_namespaces()
-        if readable is not None:
-            query = query.where(Artifact.namespace.in_(sorted(readable)))
-        if kind:
-            query = query.where(Artifact.kind == kind)
-        items: list[dict[str, Any]] = []
-        scanned, last_item = after, after
-        batch = min(limit * 4, _LIST_BATCH_MAX)
-        while len(items) < limit:
-            rows = s.scalars(query.where(Artifact.id > scanned).limit(batch)).all()
-            for art in rows:
-                scanned = art.id
-                if not principal.can_read(art.namespace):
-                    continue
-                items.append(
-                    {"artifact": f"{art.namespace}/{art.name}", "kind": art.kind, "aliases": aliases_of(s, art)}
-                )
-                last_item = art.id
-                if len(items) == limit:
-                    break
-            if len(rows) < batch:
-                break
-        return {"items": items, "next": last_item if len(items) == limit else None}
+        items, following = listing.list_artifacts(
+            s, readable=principal.readable_namespaces(), can_read=principal.can_read, namespace=namespace,
+            kind=kind, limit=limit, after=after,
+        )
+        return {"items": items, "next": following}
 
 
 @router.get("/{namespace}/{name}")
 def show_artifact(namespace: Namespace, name: Name, ctx: Context, principal: CurrentPrincipal) -> dict[str, Any]:
     namespace, name = checked_repo(namespace, name)
     with ctx.transaction() as s:
-        art = get_artifact(s, namespace, name)
-        aliases = aliases_of(s, art)
-        by_version: dict[str, list[str]] = {}
-        for alias, ver in aliases.items():
-            by_version.setdefault(ver, []).append(alias)
-        versions = s.scalars(select(Version).where(Version.artifact_id == art.id).order_by(Version.id))
-        return {
-            "artifact": f"{art.namespace}/{art.name}",
-            "kind": art.kind,
-            "created_at": art.created_at.isoformat(),
-            "aliases": aliases,
-            "versions": [
-                version_to_dict(v, with_files=False, aliases=by_version.get(v.version, ())) for v in versions
-            ],
-        }
+        return listing.artifact_overview(s, get_artifact(s, namespace, name))
 
 
 @router.post("/{namespace}/{name}/versions", status_code=201)

@@ -132,8 +132,11 @@ def list_entries(
     action: str | None = None,
     after: int = -1,
     limit: int = 100,
+    actor: str | None = None,
 ) -> list[AuditEntry]:
     query = select(AuditEntry).where(AuditEntry.leaf_index > after).order_by(AuditEntry.leaf_index).limit(limit)
+    if actor is not None:
+        query = query.where(AuditEntry.actor == actor)
     if namespace is not None:
         query = query.where(AuditEntry.namespace == namespace)
     if name is not None:

@@ -29,6 +29,7 @@ class Need(StrEnum):
 
 _V = "/v1/artifacts/{namespace}/{name}/versions"
 _HF_REPO = "/api/{plural}/{namespace}/{name}"
+_UI_V = "/ui/artifacts/{namespace}/{name}/versions/{ref}"
 
 RULES: dict[tuple[str, str], Need] = {
     ("GET", "/v1/health"): Need.PUBLIC,
@@ -112,6 +113,25 @@ RULES: dict[tuple[str, str], Need] = {
     ("DELETE", _HF_REPO + "/branch/{rest:path}"): Need.WRITE,
     ("POST", _HF_REPO + "/tag/{rest:path}"): Need.WRITE,
     ("DELETE", _HF_REPO + "/tag/{rest:path}"): Need.WRITE,
+    # the web interface (registry.ui): a session cookie or a bearer token; the same needs as the API's routes
+    ("GET", "/"): Need.PUBLIC,  # redirects to /ui
+    ("GET", "/docs"): Need.PUBLIC,
+    ("GET", "/ui/static/{path:path}"): Need.PUBLIC,
+    ("GET", "/ui/login"): Need.PUBLIC,
+    ("POST", "/ui/login"): Need.PUBLIC,  # checks the token it is given, and a login CSRF token
+    ("POST", "/ui/logout"): Need.TOKEN,
+    ("GET", "/ui"): Need.TOKEN,  # lists only readable namespaces
+    ("GET", "/ui/audit"): Need.TOKEN,  # one artifact needs read on it; the whole log needs read:*
+    ("GET", "/ui/artifacts/{namespace}/{name}"): Need.READ,
+    ("GET", _UI_V): Need.READ,
+    ("GET", _UI_V + "/lineage"): Need.READ,
+    ("GET", _UI_V + "/lineage.json"): Need.READ,
+    ("GET", _UI_V + "/quarantine"): Need.ADMIN,
+    ("POST", _UI_V + "/quarantine"): Need.ADMIN,
+    ("GET", _UI_V + "/quarantine/lift"): Need.ADMIN,
+    ("POST", _UI_V + "/quarantine/lift"): Need.ADMIN,
+    ("GET", _UI_V + "/alias"): Need.WRITE,
+    ("POST", _UI_V + "/alias"): Need.WRITE,
 }
 
 
@@ -128,7 +148,7 @@ def check_rules_cover(routes: Iterable[APIRoute]) -> None:
     keys = {key for route in routes for key in rule_keys(route)}
     missing = sorted(keys - RULES.keys())
     if missing:
-        raise MissingRouteRule(f"routes without an access rule in registry/route_access.py: {missing}")
+        raise MissingRouteRule(f"routes without an access rule in registry/auth/rules.py: {missing}")
     stale = sorted(RULES.keys() - keys)
     if stale:
         raise MissingRouteRule(f"access rules for routes that do not exist: {stale}")

@@ -160,14 +160,20 @@ def authenticate(ctx: RegistryContext, token: str) -> Principal:
         row = session.scalar(select(ApiToken).where(ApiToken.token_hash == digest))
         if row is None or not hmac.compare_digest(row.token_hash, digest):
             raise _unauthorized("invalid token")
-        if row.revoked_at is not None:
-            raise _unauthorized("token has been revoked")
-        now = utcnow()
-        if row.expires_at is not None and row.expires_at <= now:
-            raise _unauthorized("token has expired")
-        if row.last_used_at is None or now - row.last_used_at > LAST_USED_GRANULARITY:
-            row.last_used_at = now
-        return Principal(token_id=row.id, name=row.name, scopes=frozenset(row.scopes))
+        return principal_of(row)
+
+
+def principal_of(row: ApiToken) -> Principal:
+    """The principal a stored token stands for, refused if revoked or expired; notes its use (by the minute).
+    Shared by bearer tokens and web interface sessions, so both see exactly what the token may see."""
+    if row.revoked_at is not None:
+        raise _unauthorized("token has been revoked")
+    now = utcnow()
+    if row.expires_at is not None and row.expires_at <= now:
+        raise _unauthorized("token has expired")
+    if row.last_used_at is None or now - row.last_used_at > LAST_USED_GRANULARITY:
+        row.last_used_at = now
+    return Principal(token_id=row.id, name=row.name, scopes=frozenset(row.scopes))
 
 
 def require_principal(request: Request, ctx: Annotated[RegistryContext, Depends(get_context)]) -> Principal:

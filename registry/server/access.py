@@ -17,6 +17,8 @@ from registry.auth.tokens import Principal, authenticate, extract_bearer
 from registry.core.context import RegistryContext, get_context
 from registry.core.errors import ApiError
 from registry.hf.errors import INVALID_CREDENTIALS, REPO_NOT_FOUND, HfError, HfRoute, repo_not_found
+from registry.ui.errors import UiRoute
+from registry.ui.security import session_principal
 
 
 def _is_hf(request: Request) -> bool:
@@ -31,6 +33,8 @@ def _authenticate(request: Request, ctx: RegistryContext) -> Principal:
         if hf:
             raise HfError(401, "Unauthorized", INVALID_CREDENTIALS, detail=exc.message) from exc
         raise
+    if token is None and isinstance(request.scope.get("route"), UiRoute):
+        return session_principal(request, ctx)  # the web interface: the session cookie's token
     if token is None:
         if hf:
             raise HfError(

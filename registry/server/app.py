@@ -1,4 +1,5 @@
-"""The FastAPI application: routers, error handlers, limits. OpenAPI is served at /docs."""
+"""The FastAPI application: routers, error handlers, limits. OpenAPI is served at /docs, the web interface at
+/ui."""
 
 from __future__ import annotations
 
@@ -30,6 +31,9 @@ from registry.hf import write as hf_write
 from registry.hf.uploads import STREAMED_PATH as HF_STREAMED
 from registry.server.access import enforce_route_rule
 from registry.server.openapi import include_options, install_openapi
+from registry.ui import actions as ui_actions
+from registry.ui import assets as ui_assets
+from registry.ui import pages as ui_pages
 from registry.web.headers import HeaderGuardMiddleware
 from registry.web.limits import V1_STREAMED_PATH, BodyLimitMiddleware
 from registry.web.metrics import MetricsMiddleware
@@ -45,9 +49,11 @@ def health() -> dict[str, Any]:
 
 
 def _routers() -> list[APIRouter]:
-    """Every router, in matching order: Hugging Face Hub-compatible routes live at the root, after /v1."""
+    """Every router, in matching order: Hugging Face Hub-compatible routes live at the root, after /v1 and the
+    web interface (whose paths the Hub's ``/{namespace}/{name}/resolve/...`` could otherwise take)."""
     modules = (versions, blobs, aliases, tokens, audit, signatures, lineage, verify, synthetic, observability)
-    return [meta, *(m.router for m in modules), hf_read.router, hf_write.router]
+    ui = (ui_assets.router, ui_pages.router, ui_actions.router)
+    return [meta, *(m.router for m in modules), *ui, hf_read.router, hf_write.router]
 
 
 def _streamed_paths() -> re.Pattern[str]:
@@ -67,6 +73,8 @@ def create_app(settings: Settings | None = None, ctx: RegistryContext | None = N
         title="mir — model integrity registry",
         version=__version__,
         description="Push, verify and audit models and datasets.",
+        docs_url=None,  # served by registry.ui.assets from local assets (no CDN), under the same CSP as the UI
+        redoc_url=None,
         dependencies=[Depends(enforce_route_rule)],  # every route's access rule, from one table
     )
     app.state.ctx = ctx

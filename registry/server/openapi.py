@@ -12,6 +12,7 @@ from fastapi.openapi.utils import get_openapi
 from registry.api.responses import ERROR_RESPONSES
 from registry.auth.rules import RULES, Need
 from registry.hf.errors import HfRoute
+from registry.ui.errors import UiRoute
 
 BEARER = "bearer"
 NO_NUL = "^[^\\x00]*$"
@@ -23,7 +24,7 @@ def include_options(router: APIRouter) -> dict[str, Any]:
     """How the app includes ``router``: ``/v1`` routers with the shared error responses; the Hugging Face routers
     left out of the document. They speak the Hub's protocol and error shape (``{"error": "..."}`` with an
     ``X-Error-Code`` header), which Hugging Face documents; leaving them out beats describing them wrongly."""
-    if issubclass(router.route_class, HfRoute):
+    if issubclass(router.route_class, HfRoute | UiRoute):  # the web interface's pages are not the API either
         return {"include_in_schema": False}
     return {"responses": ERROR_RESPONSES}
 
