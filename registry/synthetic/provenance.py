@@ -36,6 +36,14 @@ Rules (computed on read from one bounded lineage walk; nothing is cached):
 * A version with no such inputs, or a parent beyond the walk bound
   (``MAX_WALK_DEPTH`` hops), is unknown: fail closed. ``evaluated_on`` edges
   do not count.
+* Measured floor: a dataset whose contamination scan matched a share ``m`` of
+  its records to registered synthetic data is at least ``m`` synthetic,
+  whatever its lineage declares. The missing share is moved to synthetic from
+  the unknown share first, then from the declared human share, at the depth
+  of the matched datasets' content (their deepest; a lower bound when one of
+  them cannot be resolved). Descendants inherit the raised share through the
+  rules above, so both policy paths (``/v1/verify`` and the attested facts of
+  an offline bundle) see it. A dataset not yet analysed has no floor yet.
 * Absolute human data kept: for a dataset whose record count is known (the
   contamination step counts records), ``records x human share``; for a model,
   the sum over its inputs of ``records used x human share`` (records used is
@@ -53,11 +61,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from registry.artifacts.models import Version
+from registry.artifacts.models import Artifact, Version
 from registry.lineage.graph import CanRead, EdgeRow, NodeIndex, everyone, walk_edges
 from registry.synthetic.models import ContaminationResult
 
 MAX_WALK_DEPTH = 64
+MAX_MATCHED_DATASETS = 20  # matched synthetic datasets whose depth is looked up for a measured floor
 EPS = 1e-9
 UNKNOWN = "unknown"
 DATA_EDGES = frozenset({"generated_by", "derived_from", "imported_from", "converted_from"})
@@ -126,7 +135,10 @@ class _Component:
 class _Graph:
     """The ancestry of one version, loaded once: edges by child, node descriptions, dataset record counts."""
 
-    def __init__(self, session: Session, root: int, depth: int, can_read: CanRead = everyone) -> None:
+    def __init__(
+        self, session: Session, root: int, depth: int, can_read: CanRead = everyone,
+        visiting: frozenset[int] = frozenset(),
+    ) -> None:
         self.can_read = can_read  # labels of versions the caller may not read come out as ``hidden:<id>``
         rows = walk_edges(session, root, up=True, depth=depth)
         self.by_child: dict[int, list[EdgeRow]] = defaultdict(list)
@@ -135,14 +147,21 @@ class _Graph:
         self.truncated = {r.parent_version_id for r in rows if r.depth >= depth and r.parent_version_id is not None}
         version_ids = {root, *(r.parent_version_id for r in rows if r.parent_version_id is not None)}
         self.nodes = NodeIndex.load(session, version_ids, [r.parent_external_id for r in rows])
+        self.session = session
+        self.visiting = visiting | {root}
         self.records: dict[int, int] = {}
-        for vid, total in session.execute(
-            select(ContaminationResult.version_id, ContaminationResult.total_records).where(
+        self.measured: dict[int, tuple[float, dict[str, int]]] = {}
+        for vid, total, fraction, report in session.execute(
+            select(ContaminationResult.version_id, ContaminationResult.total_records,
+                   ContaminationResult.matched_fraction, ContaminationResult.report).where(
                 ContaminationResult.version_id.in_(sorted(version_ids))
             )
         ):
             if total is not None:
                 self.records[vid] = int(total)
+            if fraction is not None and fraction > EPS:
+                per_dataset = ((report or {}).get("fingerprint") or {}).get("per_dataset") or {}
+                self.measured[vid] = (float(fraction), {str(k): int(v) for k, v in per_dataset.items()})
         self._memo: dict[tuple[int, str], Provenance] = {}
 
     def kind(self, vid: int) -> str:
@@ -163,12 +182,56 @@ class _Graph:
                 prov = self._mix(vid, training=True)
             else:
                 prov = self._mix(vid, training=False)
+                if vid in self.measured and self.kind(vid) == "dataset":
+                    prov = self._floor(vid, prov)
                 if vid in self.records:
                     prov.records = self.records[vid]
                     prov.human_records = self.records[vid] * prov.human_fraction
                     prov.human_complete = True
             self._memo[key] = prov
         return self._memo[key]
+
+    def _floor(self, vid: int, prov: Provenance) -> Provenance:
+        """Raise the synthetic share to what the contamination scan measured (see the module's rules)."""
+        fraction, per_dataset = self.measured[vid]
+        deficit = fraction - prov.synthetic_fraction
+        if deficit <= EPS:
+            return prov
+        depth, lower = self._matched_depth(per_dataset)
+        dist = dict(prov.dist)
+        moved: dict[Depth, float] = {}
+        for key in (None, 0):
+            take = min(deficit - sum(moved.values()), dist.get(key, 0.0))
+            if take > EPS:
+                moved[key] = take
+                dist[key] = dist.get(key, 0.0) - take
+        dist[depth] = dist.get(depth, 0.0) + sum(moved.values())
+        note = (f"the contamination scan matched {fraction:.1%} of {self.ref(vid)}'s records to registered "
+                f"synthetic data: at least that share is synthetic (depth {'>=' if lower else ''}{depth}; "
+                f"{moved.get(None, 0.0):.1%} was unknown, {moved.get(0, 0.0):.1%} declared human)")
+        return Provenance(
+            {d: share for d, share in dist.items() if share > EPS},
+            lower_bound=prov.lower_bound or lower, records=prov.records, human_records=prov.human_records,
+            human_complete=prov.human_complete, notes=[*prov.notes, note], inputs=prov.inputs,
+        )
+
+    def _matched_depth(self, per_dataset: dict[str, int]) -> tuple[int, bool]:
+        """The deepest content depth of the matched synthetic datasets (at least 1), and whether it is only a
+        lower bound (a dataset that cannot be resolved, is being visited already, or is one of too many)."""
+        depth, lower = 1, False
+        ranked = sorted(per_dataset.items(), key=lambda kv: (-kv[1], kv[0]))
+        if len(ranked) > MAX_MATCHED_DATASETS:
+            lower = True
+        for label in (ref for ref, _ in ranked[:MAX_MATCHED_DATASETS]):
+            matched = _resolve(self.session, label)
+            if matched is None or matched in self.visiting:
+                lower = True
+                continue
+            graph = _Graph(self.session, matched, MAX_WALK_DEPTH, self.can_read, self.visiting)
+            prov = graph.provenance(matched, "content")
+            depth = max(depth, prov.max_depth or 1)
+            lower = lower or prov.lower_bound
+        return depth, lower
 
     def as_data(self, vid: int) -> Provenance:
         return self.provenance(vid, "generated" if self.kind(vid) == "model" else "content")
@@ -220,6 +283,16 @@ class _Graph:
         if not components:
             return Provenance.unknown(f"{self.ref(vid)} declares no {what} lineage: provenance unknown")
         return mix(components, generated_takes_rest=not training)
+
+
+def _resolve(session: Session, label: str) -> int | None:
+    """The version id a fingerprint label (``namespace/name@version``) names, or None."""
+    name, sep, version = label.rpartition("@")
+    namespace, slash, artifact = name.partition("/")
+    if not sep or not slash:
+        return None
+    return session.scalar(select(Version.id).join(Artifact, Artifact.id == Version.artifact_id).where(
+        Artifact.namespace == namespace, Artifact.name == artifact, Version.version == version))
 
 
 def mix(components: list[_Component], *, generated_takes_rest: bool) -> Provenance:

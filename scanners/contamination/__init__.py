@@ -29,7 +29,7 @@ from scanners.contamination.errors import (
     RecordFormatError,
 )
 from scanners.contamination.fingerprint import Fingerprint, FingerprintConfig, Fingerprinter
-from scanners.contamination.index import AddResult, FingerprintIndex
+from scanners.contamination.index import AddResult, FingerprintBatch, FingerprintIndex
 from scanners.contamination.lm import LoadedLM, generate_texts, load_causal_lm
 from scanners.contamination.records import Record, read_records
 from scanners.contamination.results import ContaminationReport, Match, MatchExample, Source
@@ -44,6 +44,7 @@ __all__ = [
     "DetectorUnavailableError",
     "DuplicateDatasetError",
     "Fingerprint",
+    "FingerprintBatch",
     "FingerprintConfig",
     "FingerprintIndex",
     "Fingerprinter",

@@ -22,6 +22,7 @@ import numpy as np
 from datasketch import MinHash
 from numpy.typing import NDArray
 
+from scanners.contamination.passages import Hashes, PassageConfig, passage_fingerprint
 from scanners.contamination.textnorm import record_hash, shingles, words
 
 SCHEME = "affine32"
@@ -79,18 +80,27 @@ class FingerprintConfig:
 
 @dataclass(frozen=True, slots=True)
 class Fingerprint:
-    """What the index keeps of one record: no text, only its hash and signature."""
+    """What the index keeps of one record: no text, only its hash and signature; with passage containment on
+    (``scanners.contamination.passages``) also its shingle sample and its query passages."""
 
     record_hash: bytes
     signature: Signature
     n_words: int
+    sample: Hashes | None = None
+    passages: tuple[Hashes, ...] = ()
 
 
 class Fingerprinter:
     """Turns text into ``Fingerprint``s with one fixed set of MinHash permutations (not thread-safe)."""
 
-    def __init__(self, config: FingerprintConfig | None = None, permutations: NDArray[np.uint32] | None = None):
+    def __init__(
+        self,
+        config: FingerprintConfig | None = None,
+        permutations: NDArray[np.uint32] | None = None,
+        passages: PassageConfig | None = None,
+    ):
         self.config = config or FingerprintConfig()
+        self.passages = passages
         if permutations is not None:
             permutations = np.asarray(permutations)
             if permutations.dtype != SIGNATURE_DTYPE or permutations.shape != (2, self.config.num_perm):
@@ -116,7 +126,10 @@ class Fingerprinter:
         tokens = words(text)
         if len(tokens) < self.config.min_words:
             return None
-        return Fingerprint(record_hash(tokens), self.signature_of_tokens(tokens), len(tokens))
+        if self.passages is None:
+            return Fingerprint(record_hash(tokens), self.signature_of_tokens(tokens), len(tokens))
+        whole, passages = passage_fingerprint(tokens, self.passages)
+        return Fingerprint(record_hash(tokens), self.signature_of_tokens(tokens), len(tokens), whole, passages)
 
     def signature(self, text: str) -> Signature:
         """The MinHash signature of any text (all-max values for a text without words)."""

@@ -4,9 +4,13 @@ Layer 2 of synthetic-data contamination detection: every record of a dataset
 registered as synthetic is fingerprinted on commit (``add_dataset``); every
 upload is matched against the index (``match_dataset``), which reports the
 matched fraction and which synthetic datasets and generating models it came
-from. The index holds no text, only per-record hashes, MinHash signatures and
-source labels, so it can be persisted without pickle (:mod:`scanners.contamination.store`) or kept by
-the registry in SQL rows and fed back through ``add_fingerprints``.
+from. A record matches an indexed one when it is an exact copy (after
+normalisation), a near copy (estimated Jaccard), or when most of its passages
+are contained in it (``scanners.contamination.passages``: truncated and
+re-chunked copies). The index holds no text, only per-record hashes, MinHash
+signatures, sampled shingle hashes and source labels, so it can be persisted
+without pickle (:mod:`scanners.contamination.store`)
+or kept by the registry in SQL rows and fed back through ``add_fingerprints``.
 """
 
 from __future__ import annotations
@@ -27,10 +31,12 @@ from scanners.contamination.fingerprint import (
     FingerprintConfig,
     Fingerprinter,
 )
+from scanners.contamination.passages import Hashes, PassageConfig, PassageHit, PassageIndex
 from scanners.contamination.records import Record
 from scanners.contamination.results import EXAMPLE_CHARS, ContaminationReport, Match, MatchExample, Source
 
 DEFAULT_BATCH = 2048
+DEFAULT_PASSAGES = PassageConfig()
 DEFAULT_MAX_BUCKET = 256
 DEFAULT_MAX_EXAMPLES = 20
 _PAIR_CHUNK = 65536
@@ -73,9 +79,16 @@ class _Column:
 class FingerprintIndex:
     """Exact hashes and MinHash signatures of synthetic records, with their dataset and generator labels."""
 
-    def __init__(self, config: FingerprintConfig | None = None, permutations: NDArray[np.uint32] | None = None):
+    def __init__(
+        self,
+        config: FingerprintConfig | None = None,
+        permutations: NDArray[np.uint32] | None = None,
+        passages: PassageConfig | None = DEFAULT_PASSAGES,
+    ):
+        """``passages=None`` turns passage containment off (record-level MinHash and exact hashes only)."""
         self.config = config or FingerprintConfig()
-        self.fingerprinter = Fingerprinter(self.config, permutations)
+        self.fingerprinter = Fingerprinter(self.config, permutations, passages)
+        self._passages = PassageIndex(passages) if passages is not None else None
         p = self.config.num_perm
         self._signatures = _Column(SIGNATURE_DTYPE, p)
         self._hashes = _Column(np.uint8, HASH_BYTES)
@@ -151,6 +164,8 @@ class FingerprintIndex:
         for column in (self._signatures, self._hashes, self._source_ids, self._ordinals):
             column.truncate(size)
         self._bands.truncate(size)
+        if self._passages is not None:
+            self._passages.drop_from(size)
         for source in self._sources[n_sources:]:
             del self._source_lookup[source]
         del self._sources[n_sources:]
@@ -159,27 +174,9 @@ class FingerprintIndex:
         self, records: Iterable[Record | str], dataset_ref: str, generator_ref: str, batch_size: int
     ) -> AddResult:
         indexed = too_short = 0
-        for start, batch in _batches(records, batch_size):
-            hashes: list[bytes] = []
-            signatures: list[NDArray[np.uint32]] = []
-            ordinals: list[int] = []
-            for offset, item in enumerate(batch):
-                fp = self.fingerprinter.fingerprint(_text(item))
-                if fp is None:
-                    too_short += 1
-                    continue
-                hashes.append(fp.record_hash)
-                signatures.append(fp.signature)
-                ordinals.append(start + offset)
-            if hashes:
-                self.add_fingerprints(
-                    _hash_array(hashes),
-                    np.stack(signatures),
-                    dataset_ref=dataset_ref,
-                    generator_ref=generator_ref,
-                    ordinals=np.asarray(ordinals, dtype=np.int64),
-                )
-                indexed += len(hashes)
+        for batch in self.fingerprint_batches(records, batch_size=batch_size):
+            too_short += len(batch.items) - len(batch.fingerprints)
+            indexed += self.add_batch(batch, dataset_ref, generator_ref)
         return AddResult(indexed=indexed, too_short=too_short)
 
     def add_fingerprints(
@@ -190,12 +187,15 @@ class FingerprintIndex:
         dataset_ref: str | Sequence[str],
         generator_ref: str | Sequence[str],
         ordinals: NDArray[np.int64] | Sequence[int] | None = None,
+        samples: Sequence[Hashes | None] | None = None,
     ) -> None:
         """Add precomputed fingerprints: the plain-array entry point for an index kept in SQL rows.
 
         ``record_hashes`` is (n, 32) uint8, ``signatures`` (n, num_perm) uint32
         made with this index's permutations; the labels are one string for all
-        records or one per record. Unlike ``add_dataset`` this may be called many
+        records or one per record. ``samples`` are the records' passage samples
+        (``Fingerprint.sample``; None for a record stored without one, which then
+        matches at record level only). Unlike ``add_dataset`` this may be called many
         times for one dataset (rebuilding from storage in chunks).
         """
         hashes = np.asarray(record_hashes)
@@ -212,6 +212,8 @@ class FingerprintIndex:
         ords = np.zeros(n, dtype=np.int64) if ordinals is None else np.asarray(ordinals, dtype=np.int64)
         if ords.shape != (n,) or (n and int(ords.min()) < 0):
             raise ValueError(f"ordinals must be {n} non-negative integers")
+        if samples is not None and len(samples) != n:
+            raise ValueError(f"samples has {len(samples)} entries for {n} records")
         datasets = _labels("dataset_ref", dataset_ref, n)
         generators = _labels("generator_ref", generator_ref, n)
         source_ids = np.fromiter(
@@ -220,8 +222,12 @@ class FingerprintIndex:
         self._signatures.extend(sigs)
         self._hashes.extend(hashes)
         self._source_ids.extend(source_ids)
+        first = len(self)
         self._ordinals.extend(ords)
         self._bands.add(sigs)
+        if samples is not None and self._passages is not None:
+            kept = [(first + i, h) for i, h in enumerate(samples) if h is not None]
+            self._passages.add([i for i, _ in kept], [_check_sample(h) for _, h in kept])
 
     def _source_id(self, source: Source) -> int:
         sid = self._source_lookup.get(source)
@@ -244,13 +250,17 @@ class FingerprintIndex:
         signatures: NDArray[np.uint32],
         source_ids: NDArray[np.uint32],
         ordinals: NDArray[np.int64],
+        samples: Sequence[Hashes] | None = None,
     ) -> None:
         """Used by ``load`` with arrays it has already validated against the restored sources."""
+        first = len(self)
         self._signatures.extend(signatures)
         self._hashes.extend(record_hashes)
         self._source_ids.extend(source_ids)
         self._ordinals.extend(ordinals)
         self._bands.add(signatures)
+        if samples is not None and self._passages is not None:
+            self._passages.add(range(first, first + len(samples)), samples)
 
     def mark_dataset(self, dataset_ref: str) -> None:
         """Record that a dataset is complete in the index (``add_fingerprints`` callers; ``load`` does it)."""
@@ -259,11 +269,11 @@ class FingerprintIndex:
     # ----------------------------------------------------------------- querying
 
     def query(self, text: str) -> list[Match]:
-        """Indexed records that ``text`` copies exactly or nearly (estimated Jaccard >= match_threshold)."""
-        fp = self.fingerprinter.fingerprint(text)
-        if fp is None:
-            return []
-        return self.query_fingerprints(_hash_array([fp.record_hash]), fp.signature[np.newaxis, :])[0]
+        """Indexed records that ``text`` copies exactly or nearly (estimated Jaccard >= match_threshold), or
+        whose text holds most of its passages (passage containment)."""
+        batch = next(self.fingerprint_batches([text]))
+        found = self.match_batch(batch)
+        return found[0] if found else []
 
     def query_fingerprints(
         self,
@@ -337,42 +347,137 @@ class FingerprintIndex:
     ) -> ContaminationReport:
         """Match every record of an upload against the index, streaming; the report never holds the dataset."""
         report = ContaminationReport()
-        for start, batch in _batches(records, batch_size):
-            fps: list[Fingerprint] = []
-            items: list[tuple[int, Record | str]] = []
-            for offset, item in enumerate(batch):
-                report.total_records += 1
-                fp = self.fingerprinter.fingerprint(_text(item))
-                if fp is not None:
-                    fps.append(fp)
-                    items.append((start + offset, item))
-            report.scored_records += len(fps)
-            if not fps:
-                continue
-            matches = self.query_fingerprints(
-                _hash_array([f.record_hash for f in fps]), np.stack([f.signature for f in fps])
-            )
-            for (position, item), found in zip(items, matches, strict=True):
-                if found:
-                    _account(report, position, item, found, max_examples)
+        for batch in self.fingerprint_batches(records, batch_size=batch_size):
+            self.account(report, batch, self.match_batch(batch), max_examples=max_examples)
         return report
 
     def iter_matches(self, records: Iterable[Record | str], *, batch_size: int = DEFAULT_BATCH) -> Iterator[
         tuple[Record | str, list[Match]]
     ]:
         """Every record with its matches (empty when none or too short), for callers that want all detail."""
-        for _start, batch in _batches(records, batch_size):
-            fps = [self.fingerprinter.fingerprint(_text(item)) for item in batch]
-            valid = [i for i, f in enumerate(fps) if f is not None]
-            found: list[list[Match]] = []
-            if valid:
-                found = self.query_fingerprints(
-                    _hash_array([fps[i].record_hash for i in valid]),  # type: ignore[union-attr]
-                    np.stack([fps[i].signature for i in valid]),  # type: ignore[union-attr]
-                )
-            by_pos = dict(zip(valid, found, strict=True))
-            for i, item in enumerate(batch):
-                yield item, by_pos.get(i, [])
+        for batch in self.fingerprint_batches(records, batch_size=batch_size):
+            by_pos = dict(zip(batch.positions, self.match_batch(batch), strict=True))
+            for offset, item in enumerate(batch.items):
+                yield item, by_pos.get(batch.start + offset, [])
+
+    # ----------------------------------------------------------------- one pass: fingerprint once, use twice
+
+    def fingerprint_batches(
+        self, records: Iterable[Record | str], *, batch_size: int = DEFAULT_BATCH
+    ) -> Iterator[FingerprintBatch]:
+        """The records fingerprinted once, in batches, with this index's parameters.
+
+        Why: a caller that both matches an upload and indexes it (a ``generated_by`` dataset in the registry)
+        must not pay for fingerprinting twice; any index with the same config and permutations accepts these
+        batches in ``match_batch`` and ``add_batch``.
+        """
+        for start, items in _batches(records, batch_size):
+            positions: list[int] = []
+            fps: list[Fingerprint] = []
+            for offset, item in enumerate(items):
+                fp = self.fingerprinter.fingerprint(_text(item))
+                if fp is not None:
+                    positions.append(start + offset)
+                    fps.append(fp)
+            yield FingerprintBatch(start, items, positions, fps)
+
+    def match_batch(self, batch: FingerprintBatch) -> list[list[Match]]:
+        """Matches of each fingerprinted record of ``batch`` (aligned with ``batch.fingerprints``)."""
+        self._check_compatible(batch)
+        if not batch.fingerprints:
+            return []
+        found = self.query_fingerprints(batch.record_hashes(), batch.signatures())
+        if self._passages is not None and len(self._passages):
+            rest = [i for i, matches in enumerate(found) if not matches and batch.fingerprints[i].passages]
+            hits = self._passages.record_matches([batch.fingerprints[i].passages for i in rest])
+            for i, passage_hits in zip(rest, hits, strict=True):
+                found[i] = self._contained(passage_hits, len(batch.fingerprints[i].passages))
+        return found
+
+    def _contained(self, hits: list[PassageHit], passages: int) -> list[Match]:
+        """Matches from contained passages: one per registered record, best (most passages) first; the
+        similarity is the share of the query's passages that record contains."""
+        per_record: dict[int, int] = {}
+        for hit in hits:
+            per_record[hit.record_id] = per_record.get(hit.record_id, 0) + 1
+        ranked = sorted(per_record.items(), key=lambda kv: (-kv[1], kv[0]))
+        return [
+            Match(record_id=rid, source=self._sources[int(self._source_ids.view[rid])],
+                  ordinal=int(self._ordinals.view[rid]), similarity=count / passages, exact=False, contained=True)
+            for rid, count in ranked
+        ]
+
+    def passage_samples(self) -> list[Hashes]:
+        """Each record's passage sample in record order (empty where none): for persistence beside arrays()."""
+        if self._passages is None:
+            return [np.empty(0, dtype=np.uint64) for _ in range(len(self))]
+        return self._passages.samples(len(self))
+
+    def account(
+        self,
+        report: ContaminationReport,
+        batch: FingerprintBatch,
+        matches: list[list[Match]],
+        *,
+        max_examples: int = DEFAULT_MAX_EXAMPLES,
+    ) -> None:
+        """Add one batch and its ``match_batch`` result to a dataset's report."""
+        report.total_records += len(batch.items)
+        report.scored_records += len(batch.fingerprints)
+        for position, found in zip(batch.positions, matches, strict=True):
+            if found:
+                _account(report, position, batch.items[position - batch.start], found, max_examples)
+
+    def add_batch(
+        self,
+        batch: FingerprintBatch,
+        dataset_ref: str,
+        generator_ref: str,
+        *,
+        keep: Sequence[bool] | None = None,
+    ) -> int:
+        """Index the fingerprinted records of ``batch`` (only those ``keep`` marks, aligned with
+        ``batch.fingerprints``); returns how many. Like ``add_fingerprints``, callable many times per dataset;
+        call ``mark_dataset`` when it is complete."""
+        self._check_compatible(batch)
+        _check_ref("dataset_ref", dataset_ref)
+        _check_ref("generator_ref", generator_ref)
+        if keep is not None and len(keep) != len(batch.fingerprints):
+            raise ValueError(f"keep has {len(keep)} flags for {len(batch.fingerprints)} fingerprints")
+        chosen = [i for i in range(len(batch.fingerprints)) if keep is None or keep[i]]
+        if not chosen:
+            return 0
+        fps = [batch.fingerprints[i] for i in chosen]
+        self.add_fingerprints(
+            _hash_array([f.record_hash for f in fps]),
+            np.stack([f.signature for f in fps]),
+            dataset_ref=dataset_ref,
+            generator_ref=generator_ref,
+            ordinals=np.asarray([batch.positions[i] for i in chosen], dtype=np.int64),
+            samples=[f.sample for f in fps],
+        )
+        return len(chosen)
+
+    def _check_compatible(self, batch: FingerprintBatch) -> None:
+        if batch.fingerprints and batch.fingerprints[0].signature.shape != (self.config.num_perm,):
+            raise ValueError("the batch was fingerprinted with another number of permutations")
+
+
+@dataclass(frozen=True, slots=True)
+class FingerprintBatch:
+    """Records fingerprinted once (``FingerprintIndex.fingerprint_batches``): ``items`` are the batch's records
+    from position ``start``; ``positions`` and ``fingerprints`` list those long enough to fingerprint."""
+
+    start: int
+    items: list[Record | str]
+    positions: list[int]
+    fingerprints: list[Fingerprint]
+
+    def record_hashes(self) -> NDArray[np.uint8]:
+        return _hash_array([f.record_hash for f in self.fingerprints])
+
+    def signatures(self) -> NDArray[np.uint32]:
+        return np.stack([f.signature for f in self.fingerprints])
 
 
 def _account(
@@ -401,6 +506,7 @@ def _account(
                 matched_ordinal=best.ordinal,
                 similarity=best.similarity,
                 exact=best.exact,
+                contained=best.contained,
             )
         )
 
@@ -429,6 +535,13 @@ def _hash_array(hashes: list[bytes]) -> NDArray[np.uint8]:
 
 def _prefix64(hashes: NDArray[np.uint8]) -> NDArray[np.uint64]:
     return np.ascontiguousarray(hashes[:, :8]).view(">u8").reshape(-1).astype(np.uint64)
+
+
+def _check_sample(sample: Hashes) -> Hashes:
+    array = np.asarray(sample)
+    if array.ndim != 1 or array.dtype != np.uint64:
+        raise ValueError(f"a passage sample must be a 1-d uint64 array, not {array.dtype} {array.shape}")
+    return array
 
 
 def _check_ref(name: str, value: str) -> None:

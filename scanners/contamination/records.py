@@ -16,6 +16,7 @@ import os
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 from typing import IO, Any, Literal
 
@@ -26,7 +27,9 @@ DEFAULT_TEXT_FIELD = "text"
 DEFAULT_MAX_RECORD_BYTES = 8 * 1024 * 1024
 _PARQUET_BATCH_ROWS = 1024
 
-TextUnit = Literal["line", "file"]
+TextUnit = Literal["line", "paragraph", "file"]
+WRAP_SAMPLE_BYTES = 64 * 1024
+MAX_WRAP_WIDTH = 200
 OnMissing = Literal["error", "skip"]
 
 
@@ -36,13 +39,16 @@ class Record:
 
     ``source`` is the file (relative to the dataset root when a directory is
     read), ``line`` the 1-based physical line where the record starts (None for
-    Parquet), ``row`` its 1-based ordinal among the file's records.
+    Parquet), ``row`` its 1-based ordinal among the file's records. ``origin``
+    is the value of ``ReadOptions.origin_field`` where the record has one (for
+    example ``"human"`` for a human record inside generated data).
     """
 
     text: str
     source: str
     row: int
     line: int | None = None
+    origin: str | None = None  # the record's ``origin_field`` value, when asked for and a string
 
     @property
     def location(self) -> str:
@@ -61,12 +67,15 @@ class ReadOptions:
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
     on_missing: OnMissing = "error"
     include_hidden: bool = False
+    origin_field: str | None = None
 
     def __post_init__(self) -> None:
         if not self.text_field:
             raise ValueError("text_field must not be empty")
-        if self.text_unit not in ("line", "file"):
-            raise ValueError(f"text_unit must be 'line' or 'file', not {self.text_unit!r}")
+        if self.origin_field is not None and (not self.origin_field or self.origin_field == self.text_field):
+            raise ValueError("origin_field must be a non-empty field other than text_field")
+        if self.text_unit not in ("line", "paragraph", "file"):
+            raise ValueError(f"text_unit must be 'line', 'paragraph' or 'file', not {self.text_unit!r}")
         if self.on_missing not in ("error", "skip"):
             raise ValueError(f"on_missing must be 'error' or 'skip', not {self.on_missing!r}")
         if self.max_record_bytes < 1:
@@ -82,6 +91,7 @@ def read_records(
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
     on_missing: OnMissing = "error",
     include_hidden: bool = False,
+    origin_field: str | None = None,
 ) -> Iterator[Record]:
     """Yield the text records of a file or of every file under a directory (sorted, recursive).
 
@@ -89,10 +99,15 @@ def read_records(
     ``meta.body`` or ``messages.0.content`` reaches into nested objects and
     lists), the CSV column or the Parquet column (dotted into struct columns).
     ``text_unit`` says whether a plain text file holds one record per line
-    (blank lines skipped) or is one record. ``format`` overrides detection for
+    (blank lines skipped), one per paragraph (lines up to a blank line, joined
+    with spaces) or is one record. With ``line``, a file that is hard-wrapped
+    (see ``_hard_wrapped``) is read by paragraph anyway: a record wrapped at 80
+    columns is one record, not a dozen fragments. ``format`` overrides detection for
     every file (useful for prose that happens to look like CSV). In a directory,
     files and folders whose name starts with a dot are skipped unless
-    ``include_hidden``; symbolic links and special files are refused, since a
+    ``include_hidden``; ``origin_field`` names an optional top-level JSON lines
+    field, CSV column or Parquet column whose string value becomes
+    ``Record.origin`` (a record without it has None); symbolic links and special files are refused, since a
     link could pull in files from outside the dataset.
     """
     options = ReadOptions(
@@ -102,6 +117,7 @@ def read_records(
         max_record_bytes=max_record_bytes,
         on_missing=on_missing,
         include_hidden=include_hidden,
+        origin_field=origin_field,
     )
     root = Path(path)
     try:
@@ -165,6 +181,8 @@ def read_file_records(path: Path, options: ReadOptions, *, source: str) -> Itera
             yield from _read_csv(lines, path, options, source, delimiter or ",")
         elif options.text_unit == "file":
             yield from _read_whole_text(fh, path, options, source)
+        elif options.text_unit == "paragraph" or _hard_wrapped(_peek(fh, path)):
+            yield from _read_paragraphs(lines, path, options, source)
         else:
             yield from _read_text_lines(lines, source)
 
@@ -217,6 +235,68 @@ def _read_text_lines(lines: _LineReader, source: str) -> Iterator[Record]:
         yield Record(text=text, source=source, row=row, line=lines.line_no)
 
 
+def _peek(fh: IO[bytes], path: Path) -> list[str]:
+    """The first lines of a text file (up to ``WRAP_SAMPLE_BYTES``), the file position left at the start."""
+    try:
+        raw = fh.read(WRAP_SAMPLE_BYTES)
+        fh.seek(0)
+    except OSError as exc:
+        raise RecordFormatError(path, f"read failed: {exc.strerror or exc}") from exc
+    lines = raw.decode("utf-8", errors="replace").splitlines()
+    return lines[:-1] if len(raw) == WRAP_SAMPLE_BYTES else lines  # the last one may be cut short
+
+
+def _hard_wrapped(lines: list[str]) -> bool:
+    """Whether text lines look wrapped at a fixed width rather than one record each.
+
+    A wrapped line is one whose successor's first word would not have fitted after it within the widest
+    line's width (at most ``MAX_WRAP_WIDTH``): that is exactly where a wrapping tool breaks. The file counts
+    as wrapped when at least 3 lines are followed by a non-blank line and 80 % of those break that way. A
+    file with one record per line fails the test: its records end wherever they end, not at a width.
+    """
+    body = [line.rstrip() for line in lines]
+    width = max((len(line) for line in body), default=0)
+    if not 20 <= width <= MAX_WRAP_WIDTH:
+        return False
+    pairs = wrapped = 0
+    for line, following in pairwise(body):
+        if not line.strip() or not following.strip():
+            continue
+        pairs += 1
+        if len(line) + 1 + len(following.split()[0]) > width:
+            wrapped += 1
+    return pairs >= 3 and wrapped >= 0.8 * pairs
+
+
+def _read_paragraphs(lines: _LineReader, path: Path, options: ReadOptions, source: str) -> Iterator[Record]:
+    """Records separated by blank lines, their lines joined with single spaces. A paragraph longer than
+    ``max_record_bytes`` (a wrapped book without blank lines) is cut into records at line boundaries: memory
+    stays bounded and the text is still read, not refused."""
+    row = 0
+    parts: list[str] = []
+    size = 0
+    start = 0
+    for text in lines:
+        text = text.strip()
+        length = len(text.encode("utf-8")) + 1
+        if text and parts and size + length > options.max_record_bytes:
+            row += 1
+            yield Record(text=" ".join(parts), source=source, row=row, line=start)
+            parts, size = [], 0
+        if text:
+            if not parts:
+                start = lines.line_no
+            parts.append(text)
+            size += length
+            continue
+        if parts:
+            row += 1
+            yield Record(text=" ".join(parts), source=source, row=row, line=start)
+            parts, size = [], 0
+    if parts:
+        yield Record(text=" ".join(parts), source=source, row=row + 1, line=start)
+
+
 def _read_whole_text(fh: IO[bytes], path: Path, options: ReadOptions, source: str) -> Iterator[Record]:
     try:
         raw = fh.read(options.max_record_bytes + 1)
@@ -253,7 +333,9 @@ def _read_jsonl(lines: _LineReader, path: Path, options: ReadOptions, source: st
             )
         text = _extract_text(value, options, path=path, line=lines.line_no, row=None)
         if text is not None:
-            yield Record(text=text, source=source, row=row, line=lines.line_no)
+            origin = value.get(options.origin_field) if options.origin_field is not None else None
+            yield Record(text=text, source=source, row=row, line=lines.line_no,
+                         origin=origin if isinstance(origin, str) else None)
 
 
 def _read_csv(
@@ -261,7 +343,7 @@ def _read_csv(
 ) -> Iterator[Record]:
     reader = csv.reader(lines, delimiter=delimiter, quotechar='"', doublequote=True, strict=True)
     header: list[str] | None = None
-    column = -1
+    column = origin_column = -1
     row = 0
     start_line = 1
     while True:
@@ -282,6 +364,7 @@ def _read_csv(
                     path, f"CSV header has no column {options.text_field!r} (columns: {shown})", line=start_line
                 )
             column = header.index(options.text_field)
+            origin_column = header.index(options.origin_field) if options.origin_field in header else -1
             continue
         row += 1
         if len(cells) != len(header):
@@ -293,7 +376,8 @@ def _read_csv(
             if options.on_missing == "skip":
                 continue
             raise RecordFormatError(path, f"empty {options.text_field!r} cell", line=start_line, row=row)
-        yield Record(text=text, source=source, row=row, line=start_line)
+        yield Record(text=text, source=source, row=row, line=start_line,
+                     origin=cells[origin_column] if origin_column >= 0 else None)
 
 
 def _read_parquet(path: Path, options: ReadOptions, source: str) -> Iterator[Record]:
@@ -322,17 +406,19 @@ def _read_parquet(path: Path, options: ReadOptions, source: str) -> Iterator[Rec
         max_record_bytes=options.max_record_bytes,
     )
     row = 0
+    origin = options.origin_field if options.origin_field in names and options.origin_field != column else None
     try:
-        batches = pf.iter_batches(batch_size=_PARQUET_BATCH_ROWS, columns=[column])
+        batches = pf.iter_batches(batch_size=_PARQUET_BATCH_ROWS, columns=[column, origin] if origin else [column])
         for batch in batches:
-            for value in batch.column(0).to_pylist():
+            origins = batch.column(1).to_pylist() if origin else [None] * batch.num_rows
+            for value, mark in zip(batch.column(0).to_pylist(), origins, strict=True):
                 row += 1
                 if rest:
                     text = _extract_text(value, sub_options, path=path, line=None, row=row, prefix=column)
                 else:
                     text = _check_text(value, sub_options, path=path, line=None, row=row, name=column)
                 if text is not None:
-                    yield Record(text=text, source=source, row=row)
+                    yield Record(text=text, source=source, row=row, origin=mark if isinstance(mark, str) else None)
     except RecordFormatError:
         raise
     except (pa.ArrowException, OSError, ValueError) as exc:  # ValueError: e.g. invalid UTF-8 in a string column

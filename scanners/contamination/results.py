@@ -28,6 +28,7 @@ class Match:
     ordinal: int
     similarity: float
     exact: bool
+    contained: bool = False  # found by passage containment: ``similarity`` is the share of passages contained
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +42,7 @@ class MatchExample:
     matched_ordinal: int
     similarity: float
     exact: bool
+    contained: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -51,6 +53,7 @@ class MatchExample:
             "matched_ordinal": self.matched_ordinal,
             "similarity": round(self.similarity, 4),
             "exact": self.exact,
+            "contained": self.contained,
         }
 
 
@@ -120,11 +123,14 @@ class ContaminationReport:
                 )
             )
             for example in self.examples[:5]:
-                kind = "exact copy" if example.exact else f"near copy (Jaccard ~{example.similarity:.2f})"
+                kind = ("exact copy" if example.exact
+                        else f"passages ({example.similarity:.0%}) contained in" if example.contained
+                        else f"near copy (Jaccard ~{example.similarity:.2f})")
                 report.add(
                     Finding(
                         Verdict.SUSPICIOUS,
-                        f"{kind} of record {example.matched_ordinal} of {example.dataset_ref}",
+                        f"{kind} record {example.matched_ordinal} of {example.dataset_ref}" if example.contained
+                        else f"{kind} of record {example.matched_ordinal} of {example.dataset_ref}",
                         member=example.location,
                     )
                 )

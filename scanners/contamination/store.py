@@ -8,6 +8,12 @@ Layout of the index directory::
     source_ids-<gen>.npy            (n,) uint32 index into the manifest's "sources"
     ordinals-<gen>.npy              (n,) int64 position of the record in its dataset
     permutations-<gen>.npy          (2, num_perm) uint32 MinHash permutation parameters
+    passage_hashes-<gen>.npy        (m,) uint64 every record's passage sample, concatenated (version 2)
+    passage_offsets-<gen>.npy       (n + 1,) int64 where each record's sample starts in it (version 2)
+
+Version 2 adds the passage samples (``scanners.contamination.passages``) and
+their ``PassageConfig`` (``"passages"``, null when the index has none); a
+version 1 index still loads, matching at record level only.
 
 Why this shape: the registry never unpickles (so datasketch's pickled LSH is
 out), arrays load with ``allow_pickle=False``, and the LSH tables are rebuilt
@@ -45,15 +51,20 @@ from scanners.contamination.fingerprint import (
     FingerprintConfig,
 )
 from scanners.contamination.index import FingerprintIndex
+from scanners.contamination.passages import Hashes, PassageConfig
 from scanners.contamination.results import Source
 
 MANIFEST = "index.json"
 FORMAT = "mir.contamination.fingerprint-index"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
 MAX_MANIFEST_BYTES = 256 * 1024 * 1024
 PROBE_TEXT = "the quick brown fox jumps over the lazy dog while five boxing wizards jump quickly"
 _ARRAYS = ("signatures", "record_hashes", "source_ids", "ordinals", "permutations")
-_FILE_NAME = re.compile(r"^(signatures|record_hashes|source_ids|ordinals|permutations)-[0-9a-f]{16}\.npy$")
+_PASSAGE_ARRAYS = ("passage_hashes", "passage_offsets")
+_FILE_NAME = re.compile(
+    r"^(signatures|record_hashes|source_ids|ordinals|permutations|passage_hashes|passage_offsets)-[0-9a-f]{16}\.npy$"
+)
 
 
 def save_index(index: FingerprintIndex, path: str | Path) -> None:
@@ -63,8 +74,16 @@ def save_index(index: FingerprintIndex, path: str | Path) -> None:
     generation = secrets.token_hex(8)
     arrays: dict[str, NDArray[Any]] = dict(index.arrays())
     arrays["permutations"] = index.fingerprinter.permutations
+    names = list(_ARRAYS)
+    passage_config = index.fingerprinter.passages
+    if passage_config is not None:
+        samples = index.passage_samples()
+        sizes = np.fromiter((s.size for s in samples), dtype=np.int64, count=len(samples))
+        arrays["passage_offsets"] = np.concatenate([np.zeros(1, dtype=np.int64), np.cumsum(sizes)])
+        arrays["passage_hashes"] = np.concatenate([np.empty(0, dtype=np.uint64), *samples])
+        names += _PASSAGE_ARRAYS
     files: dict[str, dict[str, str]] = {}
-    for name in _ARRAYS:
+    for name in names:
         file_name = f"{name}-{generation}.npy"
         buffer = io.BytesIO()
         np.save(buffer, np.ascontiguousarray(arrays[name]), allow_pickle=False)
@@ -77,6 +96,8 @@ def save_index(index: FingerprintIndex, path: str | Path) -> None:
         "scheme": SCHEME,
         "shingle_hash": SHINGLE_HASH,
         "config": index.config.to_dict(),
+        "passages": passage_config.to_dict() if passage_config is not None else None,
+        "passage_entries": int(arrays["passage_hashes"].size) if passage_config is not None else 0,
         "records": len(index),
         "sources": [{"dataset_ref": s.dataset_ref, "generator_ref": s.generator_ref} for s in index.sources],
         "datasets": sorted(index.dataset_refs),
@@ -126,7 +147,8 @@ def load_index(path: str | Path) -> FingerprintIndex:
         raise IndexFormatError(root, "negative record ordinal")
     if not np.all(arrays["permutations"][0] & 1):
         raise IndexFormatError(root, "permutation multipliers must be odd")
-    index = FingerprintIndex(config, arrays["permutations"])
+    passage_config, samples = _passages(manifest, root, files, n)
+    index = FingerprintIndex(config, arrays["permutations"], passages=passage_config)
     probe = _field(manifest, "probe", dict, root)
     expected = probe.get("signature")
     if probe.get("text") != PROBE_TEXT or not isinstance(expected, list):
@@ -137,7 +159,8 @@ def load_index(path: str | Path) -> FingerprintIndex:
         )
     index._restore_sources(sources)
     if n:
-        index._add_restored(arrays["record_hashes"], arrays["signatures"], arrays["source_ids"], arrays["ordinals"])
+        index._add_restored(arrays["record_hashes"], arrays["signatures"], arrays["source_ids"], arrays["ordinals"],
+                            samples)
     for dataset in datasets:
         index.mark_dataset(dataset)
     return index
@@ -158,9 +181,32 @@ def _read_manifest(root: Path) -> dict[str, Any]:
         raise IndexFormatError(manifest_path, f"not valid JSON: {exc}") from exc
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise IndexFormatError(manifest_path, "not a fingerprint index manifest")
-    if manifest.get("version") != VERSION:
+    if manifest.get("version") not in READABLE_VERSIONS:
         raise IndexFormatError(manifest_path, f"unsupported index version {manifest.get('version')!r}")
     return manifest
+
+
+def _passages(
+    manifest: dict[str, Any], root: Path, files: dict[str, Any], n: int
+) -> tuple[PassageConfig | None, list[Hashes] | None]:
+    """The passage config and per-record samples of a version 2 index (None, None: version 1 or none kept)."""
+    if manifest.get("version") == 1:
+        return None, None
+    raw = manifest.get("passages", "missing")
+    if raw is None:
+        return None, None
+    try:
+        if not isinstance(raw, dict):
+            raise TypeError("not an object")
+        config = PassageConfig.from_dict(raw)
+    except (TypeError, ValueError) as exc:
+        raise IndexFormatError(root / MANIFEST, f"bad passages config: {exc}") from exc
+    m = _field(manifest, "passage_entries", int, root)
+    offsets = _load_array(root, files, "passage_offsets", np.int64, (n + 1,))
+    hashes = _load_array(root, files, "passage_hashes", np.uint64, (m,))
+    if int(offsets[0]) != 0 or int(offsets[-1]) != m or np.any(np.diff(offsets) < 0):
+        raise IndexFormatError(root, "passage offsets are not a monotone cover of the passage hashes")
+    return config, [hashes[offsets[i] : offsets[i + 1]] for i in range(n)]
 
 
 def _field(manifest: dict[str, Any], key: str, kind: type, root: Path) -> Any:

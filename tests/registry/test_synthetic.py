@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from typing import Any
 
 import pytest
@@ -19,10 +20,11 @@ from registry.policy import documents
 from registry.policy.synthetic_limits import check_limits
 from registry.push.commit import commit_version
 from registry.synthetic import provenance as synthetic
-from registry.synthetic.contamination import load_index, store_fingerprints
-from registry.synthetic.models import ContaminationResult
+from registry.synthetic.contamination import load_index, new_index, store_fingerprints
+from registry.synthetic.models import ContaminationResult, SyntheticFingerprint
 from scanners.contamination import FingerprintIndex
 from signing.manifest import Manifest
+from tests.scanners.contamination.textgen import make_records
 from tests.support.service import Reg, edge
 
 HUMAN_URL = {"external": {"kind": "url", "url": "https://example.org/wiki.jsonl", "digest": "sha256:" + "ab" * 32}}
@@ -227,6 +229,22 @@ def test_fingerprints_round_trip_through_sql(reg: Reg) -> None:
                                   "sentence about trains and their timetables"])
     assert report.matched_records == 2 and report.exact_records == 1
     assert report.per_generator == {"fp/model@1": 2}
+    # The passage samples went through SQL too: a truncated copy is found; without passages it is not.
+    long_texts = make_records(10, random.Random(17), min_words=150, max_words=200)
+    own = new_index()
+    own.add_dataset(long_texts, "fp/gen@1", "fp/model@1")
+    plain = new_index(passages=False)
+    plain.add_dataset(long_texts, "fp/gen@1", "fp/model@1")
+    with reg.session() as s:
+        store_fingerprints(s, gen, own, "fp/model@1")
+        rows = s.scalars(select(SyntheticFingerprint.passages).where(SyntheticFingerprint.version_id == gen)).all()
+        assert len(rows) == 10 and all(r for r in rows)
+        halves = [" ".join(t.split()[: len(t.split()) // 2]) for t in long_texts]
+        assert load_index(s).match_dataset(halves).matched_records == 10
+        assert load_index(s, passages=False).match_dataset(halves).matched_records < 10
+        store_fingerprints(s, gen, plain, "fp/model@1")  # MIR_SYNTHETIC_PASSAGES=false stores none
+        rows = s.scalars(select(SyntheticFingerprint.passages).where(SyntheticFingerprint.version_id == gen)).all()
+        assert rows == [None] * 10
 
 
 def test_limit_flag_is_audited(chain: Reg) -> None:
@@ -242,3 +260,41 @@ def test_limit_flag_is_audited(chain: Reg) -> None:
         entries = [json.loads(e.body) for e in s.scalars(
             select(AuditEntry).where(AuditEntry.action == "synthetic.limit_exceeded"))]
     assert len(entries) == 1 and "recursion depth 2 exceeds the limit 1" in entries[0]["details"]["reason"]
+
+
+def measured(reg: Reg, version_id: int, fraction: float, per_dataset: dict[str, int], records: int = 100) -> None:
+    """What the contamination step stores after matching a dataset against registered synthetic data."""
+    with reg.session() as s:
+        s.add(ContaminationResult(version_id=version_id, verdict="suspicious", total_records=records,
+                                  indexed_records=None, matched_fraction=fraction,
+                                  report={"fingerprint": {"per_dataset": per_dataset}}, statistical=None))
+
+
+def test_measured_contamination_is_a_floor_that_descendants_inherit(chain: Reg) -> None:
+    """A dataset declared human whose scan matched half its records to generated data is at least half
+    synthetic, at the matched dataset's depth; a model trained on it inherits that and fails a 0.2 limit."""
+    web = push(chain, "syn/web@1", edge("imported_from", HUMAN_URL, human=True))
+    measured(chain, web, 0.5, {"syn/gen2@1": 50})
+    data = summary(chain, "syn/web@1")
+    assert data["histogram"] == {"0": 0.5, "2": 0.5} and data["synthetic_fraction"] == 0.5
+    assert data["max_depth"] == 2 and data["depth_lower_bound"] is False and data["human_records"] == 50
+    assert any("matched 50.0% of syn/web@1's records" in n for n in data["notes"])
+    push(chain, "syn/student@1", edge("trained_on", "syn/web@1"), kind="model")
+    assert summary(chain, "syn/student@1")["histogram"] == {"0": 0.5, "2": 0.5}
+    # Unknown provenance becomes synthetic first; a label that names nothing gives a lower-bound depth of 1.
+    scraped = push(chain, "syn/scraped@1")
+    measured(chain, scraped, 0.3, {"gone/data@1": 30})
+    scraped_summary = summary(chain, "syn/scraped@1")
+    assert scraped_summary["histogram"] == {"1": 0.3, "unknown": 0.7} and scraped_summary["depth_lower_bound"]
+    # Lineage that already declares more synthetic data than was matched is left alone.
+    mixed = push(chain, "syn/mixed@1", edge("derived_from", "syn/human@1", mixture_fraction=0.4),
+                 edge("derived_from", "syn/gen1@1", mixture_fraction=0.6))
+    measured(chain, mixed, 0.5, {"syn/gen1@1": 50})
+    assert summary(chain, "syn/mixed@1")["histogram"] == {"0": 0.4, "1": 0.6}
+    with chain.session() as s:
+        documents.set_policy(s, "syn", documents.parse_policy({"max_synthetic_fraction": 0.2}), "admin")
+    with chain.session() as s:
+        student = s.scalar(select(Version).where(Version.artifact.has(name="student")))
+        assert student is not None
+        check = next(c for c in policy.evaluate(s, student, can_read=everyone).checks if c.check == "synthetic data")
+        assert not check.ok and "training data 50.0% synthetic" in check.detail

@@ -301,3 +301,26 @@ def test_damaged_parquet_never_escapes(tmp_path: Path, data: bytes) -> None:
             assert isinstance(record.text, str)
     except RecordFormatError as exc:
         assert str(exc).startswith(str(f))
+
+
+def test_origin_field_in_every_format(tmp_path: Path) -> None:
+    """A per-record origin (``mir_origin``: "human" marks human records inside generated data) is read from
+    JSON lines, CSV and Parquet; records without it, or with a non-string value, have None."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [("first text", "human"), ("second text", None), ("third text", "generated")]
+    jsonl = tmp_path / "a.jsonl"
+    jsonl.write_text("\n".join(json.dumps({"text": t, **({"mir_origin": o} if o else {"mir_origin": 3})})
+                               for t, o in rows) + "\n")
+    csv_file = tmp_path / "b.csv"
+    csv_file.write_text("text,mir_origin\n" + "".join(f"{t},{o or ''}\n" for t, o in rows))
+    parquet = tmp_path / "c.parquet"
+    pq.write_table(pa.table({"text": [t for t, _ in rows], "mir_origin": [o for _, o in rows]}), parquet)
+    for path, missing in ((jsonl, None), (csv_file, ""), (parquet, None)):
+        records = list(read_records(path, origin_field="mir_origin"))
+        assert [r.text for r in records] == [t for t, _ in rows]
+        assert [r.origin for r in records] == ["human", missing, "generated"], path
+        assert all(r.origin is None for r in read_records(path))  # not asked for: not read
+    with pytest.raises(ValueError, match="origin_field"):
+        list(read_records(jsonl, origin_field="text"))

@@ -61,7 +61,27 @@ def test_round_trip(saved: Path, records: list[str]) -> None:
     assert report.per_dataset == {"ds/one": 7, "ds/two": 5}
     assert report.per_generator == {"gen/a": 7, "gen/b": 5}
     files = sorted(p.name for p in saved.iterdir())
-    assert len(files) == 6 and MANIFEST in files
+    assert len(files) == 8 and MANIFEST in files
+
+
+def test_passage_samples_round_trip(saved: Path, records: list[str]) -> None:
+    """Version 2 keeps the passage samples: a truncated copy still matches after a load; a version 1 index
+    (no samples) loads and matches at record level only."""
+    halves = [" ".join(t.split()[: len(t.split()) // 2]) for t in records[:100]]
+    original = FingerprintIndex(FingerprintConfig(num_perm=64, bands=16, rows=4))
+    original.add_dataset(records[:100], "ds/one", "gen/a")
+    loaded = load_index(saved)
+    assert [s.tolist() for s in loaded.passage_samples()[:100]] == [s.tolist() for s in original.passage_samples()]
+    assert loaded.match_dataset(halves).matched_records == original.match_dataset(halves).matched_records >= 95
+    data = manifest(saved)
+    for name in ("passage_hashes", "passage_offsets"):
+        (saved / data["files"].pop(name)["name"]).unlink()
+    data.update(version=1)
+    del data["passages"], data["passage_entries"]
+    write_manifest(saved, data)
+    old = load_index(saved)
+    assert len(old) == 200 and old.match_dataset(records[:3]).matched_records == 3
+    assert old.match_dataset(halves).matched_records < 95
 
 
 def test_saved_files_load_without_pickle(saved: Path) -> None:
@@ -76,7 +96,7 @@ def test_resave_replaces_and_cleans_up(saved: Path, records: list[str]) -> None:
     save_index(loaded, saved)
     again = load_index(saved)
     assert len(again) == 210 and "ds/three" in again.dataset_refs
-    assert len(list(saved.iterdir())) == 6
+    assert len(list(saved.iterdir())) == 8
 
 
 def test_interrupted_save_keeps_the_previous_index(saved: Path) -> None:
@@ -136,7 +156,10 @@ def test_inconsistent_arrays(saved: Path, name: str, array: np.ndarray, message:
     ("change", "message"),
     [
         (lambda m: m.update(format="something else"), "not a fingerprint index manifest"),
-        (lambda m: m.update(version=2), "unsupported index version 2"),
+        (lambda m: m.update(version=3), "unsupported index version 3"),
+        (lambda m: m["passages"].update(window=2), "bad passages config"),
+        (lambda m: m["passages"].pop("sample"), "bad passages config"),
+        (lambda m: m.update(passage_entries=m["passage_entries"] + 1), "passage_hashes"),
         (lambda m: m.update(scheme="legacy"), "signature scheme 'legacy'"),
         (lambda m: m["config"].update(num_perm=63), "bad config"),
         (lambda m: m["config"].update(extra=1), "bad config"),
