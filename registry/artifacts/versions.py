@@ -18,7 +18,7 @@ from registry.artifacts.commit_ids import find_by_commit, is_commit_id
 from registry.artifacts.holdings import held_by
 from registry.artifacts.models import Alias, AliasEvent, Artifact, Blob, Version, VersionFile
 from registry.audit import log as audit
-from registry.audit.models import AuditEntry
+from registry.audit.models import QueuedAuditEvent
 from registry.core.blobstore import LocalBlobStore
 from registry.core.chunks import ChunkList
 from registry.core.errors import ApiError, not_found
@@ -38,8 +38,8 @@ def version_label(version: Version) -> str:
 
 def record_version_event(
     session: Session, version: Version, *, action: str, actor: str, details: dict[str, Any]
-) -> AuditEntry:
-    """Append an audit entry about ``version`` (its artifact and version filled in from the row)."""
+) -> QueuedAuditEvent:
+    """Record an audit event about ``version`` (its artifact and version filled in from the row)."""
     return audit.record(
         session, action=action, actor=actor, namespace=version.artifact.namespace, name=version.artifact.name,
         version=version.version, details=details,

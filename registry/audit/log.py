@@ -1,74 +1,37 @@
 """The tamper-evident audit log: every state change is a Merkle leaf (RFC 9162 hashing).
 
-``record`` appends inside the caller's transaction, so an event exists exactly
-when the change it describes was committed. Appends lock the single
-``audit_state`` row (SELECT ... FOR UPDATE on PostgreSQL; SQLite transactions
-already hold the write lock), cost O(log n) node writes, and proofs read
-O(log n) stored subtree hashes. On PostgreSQL triggers refuse UPDATE and
-DELETE of the log tables and let ``audit_state`` only advance with the log,
-and the service runs as a role that may only append (registry.server.db_roles); on
-SQLite this module never issues them.
+``record`` queues an event inside the caller's transaction, so an event exists exactly when the change it
+describes was committed; the sequencer (registry.audit.sequencer) appends queued events to the log in
+batches, and the committing thread waits for that before it returns (``session_scope`` runs the hook), so
+every change an API call made is in the log, with an inclusion proof, when the call answers. On PostgreSQL
+appends lock the single ``audit_state`` row (SELECT ... FOR UPDATE) only inside the sequencer's own short
+transactions; on SQLite, whose write transactions already hold the one write lock, the sequencer runs in the
+caller's transaction. Appends cost amortised 2 node writes per entry, and
+proofs read O(log n) stored subtree hashes. On PostgreSQL triggers refuse UPDATE and DELETE of the log tables
+and let ``audit_state`` only advance with the log, and the service runs as a role that may only append
+(registry.server.db_roles); on SQLite this module never issues them.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import and_, insert, or_, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from registry.audit.models import AuditEntry, AuditState, MerkleNode, SignedTreeHead
+from registry.audit.models import AuditEntry, AuditState, QueuedAuditEvent, SignedTreeHead
+from registry.audit.sequencer import SqlNodeStore, integrate_here, sequencer_for
+from registry.core.db import after_commit
 from registry.core.errors import ApiError
 from registry.core.registry_key import RegistrySigner
 from registry.core.tables import utcnow
 from signing.jcs import canonicalize
-from signing.merkle import MerkleLog, NodeKey
+from signing.merkle import MerkleLog
 from signing.tree_head import SignedTreeHead as SignedHead
 from signing.tree_head import TreeHead, sign_tree_head
-
-_BATCH = 200
-
-
-class SqlNodeStore:
-    """signing.merkle.NodeStore over the ``merkle_nodes`` table."""
-
-    def __init__(self, session: Session) -> None:
-        self.session = session
-
-    def get(self, level: int, index: int) -> bytes:
-        node = self.session.get(MerkleNode, (level, index))
-        if node is None:
-            raise KeyError((level, index))
-        return node.hash
-
-    def get_many(self, keys: Iterable[NodeKey]) -> dict[NodeKey, bytes]:
-        wanted = list(dict.fromkeys(keys))
-        found: dict[NodeKey, bytes] = {}
-        for start in range(0, len(wanted), _BATCH):
-            chunk = wanted[start : start + _BATCH]
-            condition = or_(*(and_(MerkleNode.level == lv, MerkleNode.idx == ix) for lv, ix in chunk))
-            for level, idx, digest in self.session.execute(
-                select(MerkleNode.level, MerkleNode.idx, MerkleNode.hash).where(condition)
-            ):
-                found[(level, idx)] = bytes(digest)
-        return found
-
-    def put_many(self, items: Mapping[NodeKey, bytes]) -> None:
-        if items:
-            self.session.execute(
-                insert(MerkleNode), [{"level": lv, "idx": ix, "hash": h} for (lv, ix), h in items.items()]
-            )
-
-
-def _lock_state(session: Session) -> AuditState:
-    state = session.scalar(select(AuditState).where(AuditState.id == 1).with_for_update())
-    if state is None:
-        raise RuntimeError("audit_state row is missing: the schema was not created by migrations")
-    return state
 
 
 def tree_size(session: Session) -> int:
@@ -84,40 +47,36 @@ def record(
     name: str | None = None,
     version: str | None = None,
     details: dict[str, Any] | None = None,
-) -> AuditEntry:
-    """Append one event (who, what, when, digests in ``details``) to the log, in the caller's transaction."""
-    state = _lock_state(session)
-    index = state.size
-    at = utcnow()
-    body = {
-        "index": index,
-        "at": at.isoformat(timespec="microseconds"),
-        "actor": actor,
-        "action": action,
-        "artifact": f"{namespace}/{name}" if namespace and name else None,
-        "version": version,
-        "details": details or {},
-    }
-    encoded = canonicalize(body)
-    log = MerkleLog(SqlNodeStore(session), index)
-    leaf_index, leaf = log.append(encoded)
-    assert leaf_index == index
-    entry = AuditEntry(
-        leaf_index=index,
-        at=at,
-        actor=actor,
-        action=action,
-        namespace=namespace,
-        name=name,
-        version=version,
-        body=encoded.decode(),
-        leaf_hash=leaf.hex(),
+) -> QueuedAuditEvent:
+    """Record one event (who, what, when, digests in ``details``) in the caller's transaction.
+
+    On PostgreSQL it joins the log, with its index, once the transaction has committed (before
+    ``session_scope`` returns); on SQLite at once, in this transaction. Details that have no canonical JSON
+    form are refused here, in the caller's transaction.
+    """
+    event = QueuedAuditEvent(
+        at=utcnow(), actor=actor, action=action, namespace=namespace, name=name, version=version,
+        details=canonicalize(details or {}).decode(),
     )
-    session.add(entry)
-    session.flush()  # the entry first: on PostgreSQL audit_state may only advance to the entries that exist
-    state.size = index + 1
-    session.flush()
-    return entry
+    session.add(event)
+    session.flush()  # one INSERT per event, in call order: queue ids keep the transaction's order
+    bind = session.get_bind()
+    if bind.dialect.name == "sqlite":
+        integrate_here(session.connection())  # this transaction already holds SQLite's only write lock
+    else:
+        after_commit(session, sequencer_for(bind.engine).settle_after_commit)
+    return event
+
+
+def settle(session: Session) -> None:
+    """Make every event committed so far part of the log (PostgreSQL: run or wait for a sequencer pass).
+
+    For readers that must find the entry of a change another request has just committed: that request's
+    pass may still be running. Call it outside any lock on ``audit_state`` (readers never take one).
+    """
+    bind = session.get_bind()
+    if bind.dialect.name != "sqlite":  # on SQLite events join the log inside their own transaction
+        sequencer_for(bind.engine).settle()
 
 
 def entry_to_dict(entry: AuditEntry) -> dict[str, Any]:

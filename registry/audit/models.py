@@ -36,6 +36,26 @@ class AuditEntry(Base):
     leaf_hash: Mapped[str] = mapped_column(String(64))
 
 
+class QueuedAuditEvent(Base):
+    """An event recorded in a committed transaction and not yet given its leaf (registry.audit.sequencer).
+
+    Appending to the log serialises on ``audit_state``; a change's own transaction only inserts here, so it
+    never waits for that lock, and the sequencer moves every queued event into the log, in ``id`` order,
+    in one transaction per batch. ``details`` is the RFC 8785 JSON of the event's details.
+    """
+
+    __tablename__ = "audit_queue"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    actor: Mapped[str | None] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(64))
+    namespace: Mapped[str | None] = mapped_column(String(100))
+    name: Mapped[str | None] = mapped_column(String(100))
+    version: Mapped[str | None] = mapped_column(String(128))
+    details: Mapped[str] = mapped_column(Text)
+
+
 class MerkleNode(Base):
     """A complete, perfect subtree hash of the audit tree: (level, index) covers leaves [index*2^level, ...)."""
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -52,9 +52,20 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
+_AFTER_COMMIT = "mir.after_commit"
+
+
+def after_commit(session: Session, hook: Callable[[], None]) -> None:
+    """Run ``hook`` (once) after ``session``'s transaction has committed and the session is closed, before
+    :func:`session_scope` returns; never if it rolls back. The audit log appends queued events this way."""
+    hooks: list[Callable[[], None]] = session.info.setdefault(_AFTER_COMMIT, [])
+    if hook not in hooks:
+        hooks.append(hook)
+
+
 @contextmanager
 def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """A transaction: commit on success, roll back on any exception."""
+    """A transaction: commit on success, roll back on any exception; then the :func:`after_commit` hooks."""
     session = factory()
     try:
         yield session
@@ -64,3 +75,5 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
         raise
     finally:
         session.close()
+    for hook in session.info.pop(_AFTER_COMMIT, ()):
+        hook()

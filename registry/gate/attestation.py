@@ -75,12 +75,17 @@ def _blake3_digests(session: Session, version: Version) -> dict[str, str]:
 
 
 def _commit_entry(session: Session, version: Version) -> AuditEntry | None:
-    return session.scalar(
-        select(AuditEntry).where(
-            AuditEntry.namespace == version.artifact.namespace, AuditEntry.name == version.artifact.name,
-            AuditEntry.version == version.version, AuditEntry.action == "version.committed",
-        ).order_by(AuditEntry.leaf_index).limit(1)
-    )
+    query = select(AuditEntry).where(
+        AuditEntry.namespace == version.artifact.namespace, AuditEntry.name == version.artifact.name,
+        AuditEntry.version == version.version, AuditEntry.action == "version.committed",
+    ).order_by(AuditEntry.leaf_index).limit(1)
+    entry = session.scalar(query)
+    if entry is None:
+        # Committed by a request whose sequencer pass is still running: wait for it, so a committed version's
+        # bundle always carries its entry and inclusion proof.
+        audit.settle(session)
+        entry = session.scalar(query)
+    return entry
 
 
 def bundle(

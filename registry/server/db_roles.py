@@ -2,9 +2,10 @@
 
 The tables' owner can always disable triggers or rewrite rows, so the service must not connect as the
 owner. ``grant_service_role`` gives a separate role exactly what the running registry needs: read and
-write on ordinary tables, only SELECT and INSERT on the audit log, and SELECT/UPDATE on ``audit_state``
-(whose trigger lets the size only grow with the log). It starts from nothing each time and is idempotent,
-so ``mir migrate`` re-applies it after every upgrade and new tables are covered.
+write on ordinary tables, only SELECT and INSERT on the audit log, SELECT/UPDATE on ``audit_state``
+(whose trigger lets the size only grow with the log), and SELECT/INSERT/DELETE on ``audit_queue`` (events
+waiting for the sequencer: it may take them out, never change one). It starts from nothing each time and is
+idempotent, so ``mir migrate`` re-applies it after every upgrade and new tables are covered.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from registry.core.settings import Settings
 
 APPEND_ONLY_TABLES = ("audit_entries", "merkle_nodes", "signed_tree_heads")
 STATE_TABLE = "audit_state"
+QUEUE_TABLE = "audit_queue"
 READ_ONLY_TABLES = ("alembic_version",)
 
 
@@ -71,6 +73,7 @@ def grant_service_role(engine: Engine, role: str) -> str:
             f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {s} TO {r}",
             *(f"REVOKE UPDATE, DELETE ON {s}.{quote(t)} FROM {r}" for t in APPEND_ONLY_TABLES),
             f"REVOKE INSERT, DELETE ON {s}.{quote(STATE_TABLE)} FROM {r}",
+            f"REVOKE UPDATE ON {s}.{quote(QUEUE_TABLE)} FROM {r}",
             *(f"REVOKE INSERT, UPDATE, DELETE ON {s}.{quote(t)} FROM {r}" for t in READ_ONLY_TABLES),
         ):
             conn.exec_driver_sql(statement)

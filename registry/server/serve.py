@@ -11,6 +11,7 @@ from rich.console import Console
 from sqlalchemy.exc import ProgrammingError
 
 from registry.audit import log as audit
+from registry.audit import sequencer
 from registry.auth.tokens import count_tokens, create_token
 from registry.client.config import save_credentials
 from registry.core.context import RegistryContext
@@ -42,6 +43,7 @@ def prepare(settings: Settings, console: Console) -> RegistryContext:
                       "so it could rewrite the log; run migrations as the owner (MIR_MIGRATION_DATABASE_URL) and "
                       "the service as a separate role[/yellow]")
     ctx.blobs.sweep_temp(older_than_s=STALE_TEMP_SECONDS)
+    sequencer.integrate(ctx.engine)  # events a stopped process committed but had not yet appended to the log
     signer = ctx.signer
     with ctx.transaction() as session:
         if count_tokens(session) == 0:

@@ -82,6 +82,7 @@ REFUSED_TO_SERVICE = [
     "ALTER TABLE merkle_nodes DISABLE TRIGGER ALL",
     "DELETE FROM signed_tree_heads",
     "TRUNCATE signed_tree_heads",
+    "UPDATE audit_queue SET actor = 'someone-else'",  # queued events may be taken out, never changed
     "UPDATE audit_state SET size = size - 1",
     "UPDATE audit_state SET size = 0",
     "UPDATE audit_state SET size = size + 1",
@@ -171,6 +172,7 @@ def test_serve_migrates_as_owner_and_grant_refuses_unsafe_roles(tmp_path: Path) 
             assert not any(can(t, p) for t in ("audit_entries", "merkle_nodes", "signed_tree_heads")
                            for p in ("UPDATE", "DELETE", "TRUNCATE"))
             assert can("audit_state", "UPDATE") and not can("audit_state", "DELETE")
+            assert can("audit_queue", "INSERT") and can("audit_queue", "DELETE") and not can("audit_queue", "UPDATE")
             assert can("versions", "UPDATE") and can("scan_jobs", "DELETE")
         engine.dispose()
 
