@@ -139,6 +139,7 @@ _MALICIOUS_MODULES: dict[str, str] = {
     "numpy.distutils": "builds native code",
     "numpy.ctypeslib": "loads native libraries",
     "numpy.testing": "test helpers execute code strings",
+    "numexpr": "evaluates expression strings",
 }
 
 _MALICIOUS_NAMES: dict[str, str] = {
@@ -166,6 +167,24 @@ _MALICIOUS_NAMES: dict[str, str] = {
        for n in ("pandas.read_pickle", "pandas.io.pickle.read_pickle", "pandas.compat.pickle_compat.load",
                  "joblib.load", "joblib.numpy_pickle.load", "joblib.numpy_pickle.NDArrayWrapper",
                  "joblib.numpy_pickle.ZNDArrayWrapper")},
+    **{n: "evaluates expression strings (pandas.eval reaches numexpr or Python eval)"
+       for n in ("pandas.eval", "pandas.core.computation.eval.eval", "pandas.DataFrame.eval",
+                 "pandas.DataFrame.query", "pandas.core.frame.DataFrame.eval", "pandas.core.frame.DataFrame.query")},
+    **{n: "loads further pickles (nested unpickling)"
+       for n in ("sklearn.utils._joblib.load", "sklearn.externals.joblib.load",
+                 "joblib.numpy_pickle.load_compatibility")},
+    **{n: "loads a native library into the process"
+       for n in ("torch.ops.load_library", "torch.classes.load_library", "torch._ops.load_library",
+                 "torch._classes.load_library")},
+    **{n: "parses expression strings with eval or exec"
+       for n in ("sympy.sympify", "sympy.core.sympify.sympify", "sympy.parse_expr", "sympy.lambdify",
+                 "sympy.parsing.sympy_parser.parse_expr", "sympy.utilities.lambdify.lambdify")},
+    **{f"{m}.{n}": "loads a model (which may run its code) or reads and writes files"
+       for m in ("keras.models", "keras.saving", "keras.src.saving.saving_api", "tf_keras.models",
+                 "tensorflow.keras.models", "tensorflow.saved_model")
+       for n in ("load_model", "load")},
+    **{f"tensorflow.io.{n}": "reads or writes files" for n in ("read_file", "write_file", "gfile.GFile")},
+    "keras.utils.get_file": "downloads files from the network",
     "uuid._get_command_stdout": "runs shell commands",
     "uuid._popen": "runs shell commands",
     "copyreg.add_extension": "changes the global pickle extension registry",

@@ -288,11 +288,16 @@ def add_edge(
     session.add(edge)
     session.flush()
     nodes = NodeIndex.load(session, [version_id] if version_id is not None else [], [external_id])
+    named = {"parent": nodes.key_of(edge.parent_version_id, edge.parent_external_id), "attributes": edge.attributes}
+    elsewhere = parent.version is not None and parent.version.artifact.namespace != child.artifact.namespace
+    # Whoever may read the child reads its audit history: a parent in another namespace is only digested (as
+    # lineage.declared does), so its name and the edge's attributes reach only those who can check the digest.
+    described = {"parent_elsewhere": True, "edge_digest": "sha256:" + hashlib.sha256(canonicalize(named)).hexdigest()} \
+        if elsewhere else named
     record_version_event(session, child, action="lineage.edge_added", actor=actor, details={
             "edge_id": edge.id,
             "type": edge.type,
-            "parent": nodes.key_of(edge.parent_version_id, edge.parent_external_id),
-            "attributes": edge.attributes,
+            **described,
             "origin": origin,
         })
     return edge

@@ -136,11 +136,12 @@ def to_prov(
         if node and node.get("created_by"):
             doc.wasAssociatedWith(activity, agent(node["created_by"]))
         for edge in edges:
-            parent = (
-                version_entity(edge.parent_version_id)
-                if edge.parent_version_id is not None
-                else external_entity(edge.parent_external_id or 0)
-            )
+            if edge.parent_version_id is not None:
+                parent = version_entity(edge.parent_version_id)
+            elif node is None:  # what a hidden version came from is hidden with it
+                parent = doc.entity(f"mir:hidden-source-{edge.id}", {"prov:type": "mir:Hidden"})
+            else:
+                parent = external_entity(edge.parent_external_id or 0)
             hidden = node is None or (
                 edge.parent_version_id is not None and walk.visible(edge.parent_version_id) is None
             )
@@ -216,6 +217,8 @@ def to_openlineage(
             }
             if edge.parent_version_id is not None:
                 inputs.append(version_dataset(edge.parent_version_id, facet))
+            elif node is None:  # what a hidden version came from is hidden with it
+                inputs.append(_dataset(base, f"hidden-source-{edge.id}", "hidden", facet))
             else:
                 inputs.append(external_dataset(edge.parent_external_id or 0, facet))
         job_name = node["ref"] if node else f"hidden-{child_id}"

@@ -217,6 +217,23 @@ class NodeIndex:
         assert external_id is not None
         return str(self.externals[external_id]["key"])
 
+    def source_hidden(self, row: EdgeRow | LineageEdge, can_read: CanRead) -> bool:
+        """Whether an edge's external parent is hidden: it is when the version that names it is. What a version
+        the caller may not read came from (a private dataset URL, a Hub repo) is its namespace's lineage."""
+        return row.parent_version_id is None and self.version_key(row.child_version_id, can_read).startswith("hidden:")
+
+    def parent_key(self, row: EdgeRow | LineageEdge, can_read: CanRead = everyone) -> str:
+        """The key of an edge's parent in the caller's view; a hidden external source is one hidden node per edge,
+        so two hidden versions never show that they share a source."""
+        if self.source_hidden(row, can_read):
+            return f"hidden:source-{row.id}"
+        return self.key_of(row.parent_version_id, row.parent_external_id, can_read)
+
+    def parent_node(self, row: EdgeRow | LineageEdge, can_read: CanRead) -> dict[str, Any]:
+        if self.source_hidden(row, can_read):
+            return {"type": "hidden"}
+        return self.describe((row.parent_version_id, row.parent_external_id), can_read)
+
     def describe(self, key_owner: tuple[int | None, int | None], can_read: CanRead) -> dict[str, Any]:
         version_id, external_id = key_owner
         if version_id is not None:
@@ -258,7 +275,7 @@ def edge_to_dict(
     row: EdgeRow | LineageEdge, nodes: NodeIndex, can_read: CanRead, depth: int | None = None
 ) -> dict[str, Any]:
     child_key = nodes.version_key(row.child_version_id, can_read)
-    parent_key = nodes.key_of(row.parent_version_id, row.parent_external_id, can_read)
+    parent_key = nodes.parent_key(row, can_read)
     hidden = child_key.startswith("hidden:") or parent_key.startswith("hidden:")
     data: dict[str, Any] = {
         "id": row.id,
@@ -301,10 +318,9 @@ def graph_page(
     edges = [edge_to_dict(r, nodes, can_read) for r in rows]
     described: dict[str, dict[str, Any]] = {}
     for r in rows:
-        for owner in ((r.child_version_id, None), (r.parent_version_id, r.parent_external_id)):
-            key = nodes.key_of(owner[0], owner[1], can_read)
-            if key not in described:
-                described[key] = nodes.describe(owner, can_read)
+        described.setdefault(nodes.version_key(r.child_version_id, can_read),
+                             nodes.describe((r.child_version_id, None), can_read))
+        described.setdefault(nodes.parent_key(r, can_read), nodes.parent_node(r, can_read))
     root = nodes.version_key(version.id)
     described.setdefault(root, nodes.describe((version.id, None), everyone))
     return {

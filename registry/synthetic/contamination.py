@@ -324,7 +324,11 @@ def _record_parents(ctx: RegistryContext, session: Session, version: Version) ->
         parent = session.get(Version, edge.parent_version_id)
         if parent is None or parent.artifact.kind != "dataset":
             continue
-        out.append((version_label(parent), [(f.path, ctx.blobs.path_for(f.digest)) for f in parent.files]))
+        # The label may end up in the stored error that every reader of this version reads: a parent in another
+        # namespace is named as the lineage walk names it for those who may not read it.
+        own = parent.artifact.namespace == version.artifact.namespace
+        label = version_label(parent) if own else f"hidden:{parent.id}"
+        out.append((label, [(f.path, ctx.blobs.path_for(f.digest)) for f in parent.files]))
     return out
 
 
@@ -346,8 +350,11 @@ def flag_limits(session: Session, version: Version, actor: str) -> dict[str, Any
     body, _ = policy_for(session, version.artifact.namespace)
     if body.max_synthetic_fraction is None and body.max_recursion_depth is None:
         return None
-    result = check_limits(synthetic.summary(session, version), max_fraction=body.max_synthetic_fraction,
-                          max_depth=body.max_recursion_depth)
+    own = version.artifact.namespace
+    # Whoever may read the version reads its audit history: the reason names only what its own namespace holds
+    # (registry-wide matching may find other tenants' generators; the verdict counts them, the text hides them).
+    result = check_limits(synthetic.summary(session, version, lambda namespace: namespace == own),
+                          max_fraction=body.max_synthetic_fraction, max_depth=body.max_recursion_depth)
     if result is None or result[0]:
         return None
     details = {"reason": result[1], "max_synthetic_fraction": body.max_synthetic_fraction,

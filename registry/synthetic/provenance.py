@@ -239,7 +239,7 @@ class _Graph:
     def _component(self, edge: EdgeRow, training: bool) -> _Component | None:
         t, attrs = edge.type, edge.attributes
         pid = edge.parent_version_id
-        label = self.nodes.key_of(pid, edge.parent_external_id, self.can_read)
+        label = self.nodes.parent_key(edge, self.can_read)  # a hidden version's sources are hidden with it
         generated = t == "generated_by"
         if training:
             if t not in TRAINING_EDGES | MODEL_PARENT_EDGES | TEACHER_EDGES:

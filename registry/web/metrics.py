@@ -37,6 +37,10 @@ DOWNLOADS = Counter("mir_downloads", "File downloads answered, by how the bytes 
 VERIFY_DECISIONS = Counter("mir_verify_decisions", "Deploy-gate decisions taken by /v1/verify", ["decision"],
                            registry=REGISTRY)
 
+# Methods a route of ours answers; any other (PROPFIND, MKCALENDAR, ... from anyone, signed in or not) is
+# counted as "other", so a caller cannot mint a label set per method and route.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
 DOWNLOAD_ROUTES = frozenset({
     "/v1/artifacts/{namespace}/{name}/versions/{ref}/files/{path:path}",
     "/{namespace}/{name}/resolve/{revision}/{path:path}",
@@ -76,7 +80,8 @@ class MetricsMiddleware:
         try:
             await self.app(scope, counting_receive, counting_send)
         finally:
-            route, method = route_template(scope), scope["method"]
+            route = route_template(scope)
+            method = scope["method"] if scope["method"] in METHODS else "other"
             REQUESTS.labels(method, route, str(status)).inc()
             LATENCY.labels(method, route).observe(time.perf_counter() - started)
             if received:

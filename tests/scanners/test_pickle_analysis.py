@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from scanners import Limits, Verdict, scan_bytes, scan_path
-from scanners.globals_policy import classify, fix_imports
+from scanners.globals_policy import classify, fix_imports, trust_refusal
 from scanners.pickle_ops import FAMILIES, VALID_OPCODES
 from tests.scanners.corpus import (
     P,
@@ -445,3 +445,26 @@ def test_proto_in_the_middle_of_a_pickle_is_suspicious() -> None:
     assert report.verdict is Verdict.SUSPICIOUS and "PROTO 2 in the middle" in report.findings[0].message
     # Several pickles in one stream (torch's legacy format, joblib) each start with their own PROTO.
     assert scan_bytes(pickle.dumps([1], protocol=2) + pickle.dumps({"a": 2}, protocol=2)).verdict is Verdict.CLEAN
+
+
+@pytest.mark.parametrize("qualname", [
+    "pandas.eval", "pandas.core.computation.eval.eval", "pandas.DataFrame.query", "numexpr.evaluate",
+    "sympy.sympify", "sympy.parsing.sympy_parser.parse_expr", "sympy.lambdify", "torch.ops.load_library",
+    "torch.classes.load_library", "keras.models.load_model", "keras.saving.load_model", "tf_keras.models.load_model",
+    "tensorflow.io.read_file", "keras.utils.get_file", "sklearn.utils._joblib.load",
+])
+def test_expression_evaluators_and_loaders_are_gadgets_no_policy_can_trust(qualname: str) -> None:
+    """Functions that evaluate strings or load code/models: a pickle calling one is malicious, and neither a
+    namespace policy nor ``--trust-global`` may list it."""
+    module, _, name = qualname.rpartition(".")
+    assert classify(module, name).verdict is Verdict.MALICIOUS
+    assert classify(module, name, frozenset({qualname})).verdict is Verdict.MALICIOUS
+    assert trust_refusal(qualname) is not None
+    payload = f"c{module}\n{name}\n(S'1+1'\ntR.".encode()
+    assert scan_bytes(payload).verdict is Verdict.MALICIOUS
+
+
+@pytest.mark.parametrize("qualname", ["keras.layers.Dense", "sympy.core.symbol.Symbol", "pandas.DataFrame"])
+def test_their_packages_other_classes_stay_merely_unlisted(qualname: str) -> None:
+    module, _, name = qualname.rpartition(".")
+    assert classify(module, name).verdict is Verdict.SUSPICIOUS

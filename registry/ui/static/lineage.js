@@ -30,7 +30,7 @@
   }
 
   function label(key, node) {
-    if (node.type === "hidden") return "hidden version";
+    if (node.type === "hidden") return key.indexOf("hidden:source-") === 0 ? "hidden source" : "hidden version";
     if (node.type === "external") return node.kind === "huggingface" ? "hf: " + node.repo : (node.url || key);
     return key;
   }
