@@ -281,7 +281,8 @@ def alias_history(repo: str, alias: str) -> None:
 def token_create(
     name: Annotated[str, typer.Argument(help="a label for the token")],
     scope: Annotated[
-        list[str], typer.Option("--scope", "-s", help="admin, read:NS, write:NS or trust:NS (keys, policy); repeatable")
+        list[str],
+        typer.Option("--scope", "-s", help="admin, metrics, read:NS, write:NS or trust:NS (keys, policy); repeatable"),
     ],
     expires_in_days: Annotated[int | None, typer.Option(help="expiry in days")] = None,
 ) -> None:
