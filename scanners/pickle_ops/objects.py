@@ -10,7 +10,18 @@ from __future__ import annotations
 from scanners import globals_policy as policy
 from scanners.errors import MalformedError
 from scanners.pickle_machine import HIGHEST_PROTOCOL, NO_FRAME, Handler, PickleMachine
-from scanners.pickle_values import UNKNOWN, Call, Const, GlobalRef, PersRef, Seq, call_target, const_str
+from scanners.pickle_values import (
+    UNKNOWN,
+    BigData,
+    Call,
+    Const,
+    DictVal,
+    GlobalRef,
+    PersRef,
+    Seq,
+    call_target,
+    const_str,
+)
 from scanners.report import Verdict
 
 
@@ -22,6 +33,9 @@ def op_stack_global(m: PickleMachine) -> bool:
     name = m.pop()
     module = m.pop()
     module_text, name_text = const_str(module), const_str(name)
+    if _never_a_str(module) or _never_a_str(name):
+        # CPython's unpickler refuses these ("STACK_GLOBAL requires str") before importing anything.
+        raise MalformedError("STACK_GLOBAL operands are not strings", offset=m.op_offset)
     if module_text is None or name_text is None:
         m.finding(
             Verdict.MALICIOUS,
@@ -30,6 +44,13 @@ def op_stack_global(m: PickleMachine) -> bool:
         )
         return m.push(UNKNOWN)
     return m.push(m.global_ref(module_text, name_text, "STACK_GLOBAL"))
+
+
+def _never_a_str(v: object) -> bool:
+    """A value known not to be a ``str`` (a literal of another type, a container, bytes too large to keep);
+    a global, a call's result or an unknown value may be one at load time."""
+    return (isinstance(v, Const) and not isinstance(v.value, str)) or isinstance(v, Seq | DictVal) or (
+        isinstance(v, BigData) and not v.is_text)
 
 
 def op_reduce(m: PickleMachine) -> bool:

@@ -6,6 +6,7 @@ import io
 import os
 import pickle
 import pickletools
+import random
 import struct
 from pathlib import Path
 
@@ -468,3 +469,37 @@ def test_expression_evaluators_and_loaders_are_gadgets_no_policy_can_trust(qualn
 def test_their_packages_other_classes_stay_merely_unlisted(qualname: str) -> None:
     module, _, name = qualname.rpartition(".")
     assert classify(module, name).verdict is Verdict.SUSPICIOUS
+
+
+@pytest.mark.parametrize(("operands", "verdict"), [
+    (b"K\x01K\x02", Verdict.ERROR),  # ints: the unpickler refuses before importing anything
+    (b")\x8c\x01x", Verdict.ERROR),  # a tuple as the module
+    (b"\x8c\x01xC\x01y", Verdict.ERROR),  # bytes as the name
+    (b"cos\nname\n\x8c\x06system", Verdict.MALICIOUS),  # a module name computed from a global
+])
+def test_stack_global_operands_that_can_never_be_strings_are_malformed(operands: bytes, verdict: Verdict) -> None:
+    assert scan_bytes(b"\x80\x04" + operands + b"\x93.").verdict is verdict
+
+
+# The first 400 bytes of a random 300 kB "weights" file from a test run: as a lenient pickle it reaches a
+# STACK_GLOBAL whose operands are an int and a tuple at offset 329, which the unpickler refuses.
+RANDOM_WEIGHTS_PREFIX = bytes.fromhex(
+    "29563ea3650d394fe34cb6973e91f789da46afa3d31aa8131b7b621008fbce561a1b7123c76e07268afc66f72d0d0b912997"
+    "afae880861951dc7593dca0102f1ea6424522aa1fe2a6df8fe1ab0750685912fce7bd959f71708e2f09e6e48be7eea6bc24b"
+    "892bc121c35a3891f334b7a14f8505dea4a69cd0bfe1adc1e6ce6287c745901dd2a4d6f2b1bdd73bf92f05ea4bce31e20095"
+    "2d2e407316bd22ee07440752537a8bd26f108ac8640651af4257ed9bff96276ca3a06b597b537316c8e0dcde297b143ca1ad"
+    "445968dcd86d949529af1f1ea4abeef2df5b65e85385ccb61361b266c59c6097e2b7a55e999f21b3e6ce09cf9870dd522725"
+    "739ff93d48e40c79de7e1c50ef229abfa3fea9bdf51160afd81d881ae5408da9b63816415a791474a84233e131b06205a3ed"
+    "489e9b2533bc43225deb2cebd88516504bfbf0a5c26a3bd75b32cce00a9334ef129d7366c6ca8245270dd702a3a3fe5200e9"
+    "fb7d56382e5e5874f612cd18570674473d44b67274bef382ae2c45837f6521a7667283a8d53baa11ed1beafeb656fff3ac7b"
+)
+
+
+def test_random_bytes_are_never_malicious() -> None:
+    """Test suites and real uploads are full of random-looking bytes (weights, compressed data); a scanner that
+    calls some of them malicious quarantines good versions at random."""
+    assert scan_bytes(RANDOM_WEIGHTS_PREFIX).verdict is Verdict.SUSPICIOUS
+    rng = random.Random(20261203)
+    for _ in range(400):
+        data = rng.randbytes(rng.choice((64, 4096, 65536)))
+        assert scan_bytes(data).verdict is not Verdict.MALICIOUS, data[:32].hex()
