@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from registry.artifacts import integrity as blob_integrity
 from registry.artifacts.models import Artifact, Blob, Version, VersionFile
-from registry.core.blobstore import LocalBlobStore
+from registry.core.blob_stores import BlobStore
 from registry.core.chunks import CHUNK_SIZE, ChunkHasher, ChunkList, chunk_count
 
 ACTOR = "mir fsck"
@@ -83,11 +83,10 @@ def _pages(sessions: Sessions) -> Iterator[list[tuple[str, int]]]:
         after = rows[-1][0]
 
 
-def hash_stored(blobs: LocalBlobStore, digest: str, size: int, advance: Advance) -> _Hashed:
+def hash_stored(blobs: BlobStore, digest: str, size: int, advance: Advance) -> _Hashed:
     """Re-hash one stored file: whole SHA-256 and chunk list, reading one chunk at a time."""
-    path = blobs.path_for(digest)
     try:
-        with open(path, "rb") as fh:
+        with blobs.open_read(digest) as fh:
             whole, chunks, read = hashlib.sha256(), ChunkHasher(CHUNK_SIZE), 0
             while data := fh.read(CHUNK_SIZE):
                 whole.update(data)
@@ -153,7 +152,7 @@ def _settle(session: Session, digest: str, size: int, hashed: _Hashed, report: F
 
 
 def run(
-    sessions: Sessions, blobs: LocalBlobStore, *, workers: int = 4, advance: Advance = lambda _n: None,
+    sessions: Sessions, blobs: BlobStore, *, workers: int = 4, advance: Advance = lambda _n: None,
 ) -> FsckReport:
     """Check every blob row; ``sessions()`` opens a transaction (a context manager) for each page's marks."""
     report = FsckReport()

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from registry.artifacts.gc import hold_blobs_against_gc
 from registry.artifacts.models import Blob, NamespaceBlob
-from registry.core.blobstore import LocalBlobStore
+from registry.core.blob_stores import BlobStore
 
 CanRead = Callable[[str], bool]
 _IN_CHUNK = 500
@@ -30,7 +30,7 @@ def _chunks(items: list[str]) -> Iterable[list[str]]:
         yield items[start : start + _IN_CHUNK]
 
 
-def _stored(session: Session, blobs: LocalBlobStore, wanted: Mapping[str, int]) -> set[str]:
+def _stored(session: Session, blobs: BlobStore, wanted: Mapping[str, int]) -> set[str]:
     """Digests whose blob row and stored file both exist with the wanted size, and that are not marked corrupt
     (a push then sends the bytes again, which repairs the stored copy). Until the transaction ends, garbage
     collection cannot remove what this found (:func:`registry.artifacts.gc.hold_blobs_against_gc`)."""
@@ -71,7 +71,7 @@ def record_holding(session: Session, namespace: str, digests: Iterable[str]) -> 
 
 
 def missing_for_push(
-    session: Session, blobs: LocalBlobStore, namespace: str, files: Mapping[str, int], can_read: CanRead
+    session: Session, blobs: BlobStore, namespace: str, files: Mapping[str, int], can_read: CanRead
 ) -> list[str]:
     """Digests (of ``digest -> size``) the pusher must send; the rest are held by, or mounted into, ``namespace``.
 
@@ -93,7 +93,7 @@ def missing_for_push(
     return sorted(d for d in files if d not in present)
 
 
-def held_by(session: Session, blobs: LocalBlobStore, namespace: str, files: Mapping[str, int]) -> set[str]:
+def held_by(session: Session, blobs: BlobStore, namespace: str, files: Mapping[str, int]) -> set[str]:
     """The digests (of ``digest -> size``) that ``namespace`` holds and the store really has."""
     stored = _stored(session, blobs, files)
     holders = _holders(session, stored)

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from registry.artifacts.models import Blob, BlobChunks, Version, VersionFile
 from registry.audit import log as audit
-from registry.core.blobstore import LocalBlobStore
+from registry.core.blob_stores import BlobStore
 from registry.core.chunks import HASH_LEN, ChunkList
 from registry.core.tables import utcnow
 
@@ -129,7 +129,7 @@ def corrupt_digests(session: Session, version: Version) -> list[str]:
     return sorted(rows)
 
 
-def corrupt_files(session: Session, version: Version, blobs: LocalBlobStore | None = None) -> list[str]:
+def corrupt_files(session: Session, version: Version, blobs: BlobStore | None = None) -> list[str]:
     """Paths of ``version`` whose stored bytes are marked bad; with ``blobs``, a file now gone is marked too.
 
     Checking presence costs one ``stat`` per file, so it is cheap enough for every verification.
@@ -147,7 +147,7 @@ def corrupt_files(session: Session, version: Version, blobs: LocalBlobStore | No
     return sorted(bad)
 
 
-def storage_check(session: Session, blobs: LocalBlobStore, version: Version) -> tuple[bool, str]:
+def storage_check(session: Session, blobs: BlobStore, version: Version) -> tuple[bool, str]:
     """The ``storage`` check of the deploy gate: every stored file of the version is servable."""
     bad = corrupt_files(session, version, blobs)
     if bad:
@@ -156,12 +156,12 @@ def storage_check(session: Session, blobs: LocalBlobStore, version: Version) -> 
     return True, "every stored file is present and not marked corrupt"
 
 
-def missing_reason(blobs: LocalBlobStore, digest: str, size: int) -> str:
+def missing_reason(blobs: BlobStore, digest: str, size: int) -> str:
     """Why ``blobs.exists(digest, size)`` is false: the file is gone, or it has the wrong length."""
     try:
-        actual = blobs.path_for(digest).stat().st_size
-    except FileNotFoundError:
-        return "the stored file is missing"
+        found = blobs.stat(digest)
     except OSError as exc:
-        return f"the stored file cannot be read: {exc.strerror}"
-    return f"the stored file has {actual} bytes, the digest names {size}"
+        return f"the stored file cannot be read: {exc.strerror or exc}"
+    if found is None:
+        return "the stored file is missing"
+    return f"the stored file has {found[0]} bytes, the digest names {size}"

@@ -34,6 +34,7 @@ from starlette.types import Receive, Scope, Send
 
 from registry.artifacts import integrity as blob_integrity
 from registry.artifacts.integrity import Where
+from registry.core.blobstore import BlobStoreUnavailable
 from registry.core.chunks import CHUNK_SIZE, ChunkList, chunk_count
 
 log = logging.getLogger("mir.blobs")
@@ -79,6 +80,8 @@ def serve_blob(
     except BlobUnavailable as exc:
         return error(exc)
     headers = {**headers, "Accept-Ranges": "bytes"}
+    if ctx.settings.blob_downloads == "redirect" and ctx.blobs.can_presign:
+        return _redirect(ctx, served, headers, error)
     if request.method == "HEAD":
         return Response(status_code=200, headers={**headers, "Content-Length": str(served.size)},
                         media_type="application/octet-stream")
@@ -95,6 +98,24 @@ def serve_blob(
                            {**headers, "Content-Length": str(served.size)}, error)
 
 
+def _redirect(ctx: Any, served: ServedFile, headers: dict[str, str], error: ErrorResponse) -> Response:
+    """302 to a short-lived URL of the store for this one blob, after every check a proxied answer passes.
+
+    The bytes then bypass the API, so the API cannot check them on the way: ``mir pull`` and the SDK hash what
+    they receive and refuse a mismatch; huggingface_hub checks the size only, so a blob corrupted in the store
+    reaches it until ``mir fsck`` (which re-hashes every object from the store) marks it, after which no URL is
+    issued for it. ``MIR_BLOB_DOWNLOADS=proxy`` keeps every byte checked by the API instead.
+    """
+    try:
+        url = ctx.blobs.presigned_get(served.digest, ctx.settings.presigned_url_ttl_s,
+                                      filename=served.path.rsplit("/", 1)[-1])
+    except BlobStoreUnavailable as exc:
+        return error(BlobUnavailable("blob_store_unavailable", str(exc), 503))
+    kept = {k: v for k, v in headers.items() if k.lower() not in ("content-disposition", "accept-ranges")}
+    return Response(status_code=302, headers={**kept, "Location": url, "Cache-Control": "no-store",
+                                              "X-Mir-Size": str(served.size)})
+
+
 def _servable(ctx: Any, served: ServedFile) -> int | None:
     """Refuse a marked or missing blob (marking a missing one); else the chunk size of its list, if recorded."""
     with ctx.transaction() as s:  # the mark must be committed, so the refusal is raised after the transaction
@@ -106,7 +127,7 @@ def _servable(ctx: Any, served: ServedFile) -> int | None:
                                         where=served.where, path=served.path)
         chunk_size = blob_integrity.chunk_size_of(s, served.digest) if why is None and reason is None else None
     if why is not None:
-        gone = not ctx.blobs.path_for(served.digest).exists()
+        gone = ctx.blobs.stat(served.digest) is None
         raise BlobUnavailable("blob_missing" if gone else "blob_corrupt",
                               f"the stored content of {served.path} is unusable ({why}); the registry needs "
                               "repair (mir fsck)")
@@ -174,7 +195,7 @@ def _whole_file(ctx: Any, served: ServedFile, chunk_size: int | None) -> Iterato
     whole = hashlib.sha256()
     pending: bytes | None = None
     sent = 0
-    with open(ctx.blobs.path_for(served.digest), "rb") as fh:
+    with ctx.blobs.open_read(served.digest) as fh:
         for index in range(chunk_count(served.size, size_of_chunk)):
             data = fh.read(size_of_chunk)
             if len(data) != min(size_of_chunk, served.size - sent):
@@ -210,8 +231,7 @@ def _range_chunks(ctx: Any, served: ServedFile, start: int, end: int) -> Iterato
     first_chunk = _hashes_for_range(ctx, served, start, end)
     size_of_chunk = first_chunk.chunk_size
     first, last = start // size_of_chunk, end // size_of_chunk
-    with open(ctx.blobs.path_for(served.digest), "rb") as fh:
-        fh.seek(first * size_of_chunk)
+    with ctx.blobs.open_read(served.digest, first * size_of_chunk) as fh:
         for index in range(first, last + 1):
             offset = index * size_of_chunk
             data = fh.read(min(size_of_chunk, served.size - offset))

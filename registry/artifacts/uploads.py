@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 from starlette.concurrency import run_in_threadpool
 
-from registry.core.blobstore import BlobTooLarge, LocalBlobStore
+from registry.core.blob_stores import BlobStore
+from registry.core.blobstore import BlobTooLarge
 from registry.core.chunks import ChunkList
 
 BATCH = 4 << 20  # bytes handed to the worker thread at a time
@@ -27,7 +28,7 @@ class StoredBlob:
     chunks: ChunkList
 
 
-async def receive_blob(store: LocalBlobStore, digest: str, size: int, body: AsyncIterator[bytes]) -> StoredBlob:
+async def receive_blob(store: BlobStore, digest: str, size: int, body: AsyncIterator[bytes]) -> StoredBlob:
     """Write ``body`` as blob ``digest`` of exactly ``size`` bytes; return its BLAKE3 digest and chunk list.
 
     The body's pieces are gathered (not copied) into batches of about ``BATCH`` bytes; a batch is hashed and

@@ -19,7 +19,7 @@ from registry.artifacts.holdings import held_by
 from registry.artifacts.models import Alias, AliasEvent, Artifact, Blob, Version, VersionFile
 from registry.audit import log as audit
 from registry.audit.models import QueuedAuditEvent
-from registry.core.blobstore import LocalBlobStore
+from registry.core.blob_stores import BlobStore
 from registry.core.chunks import ChunkList
 from registry.core.errors import ApiError, not_found
 from registry.core.names import InvalidNameError, ReservedNameError, validate_new_alias, validate_new_version
@@ -117,7 +117,7 @@ def resolve_ref(session: Session, artifact: Artifact, ref: str | None) -> Versio
     return version
 
 
-def missing_digests(session: Session, blobs: LocalBlobStore, manifest: Manifest, namespace: str) -> list[str]:
+def missing_digests(session: Session, blobs: BlobStore, manifest: Manifest, namespace: str) -> list[str]:
     """Digests of the manifest that ``namespace`` does not hold yet (deduplicated, sorted)."""
     wanted = {f.digest: f.size for f in manifest.files}
     held = held_by(session, blobs, namespace, wanted)
@@ -132,7 +132,7 @@ def version_manifest(version: Version) -> Manifest:
 
 def open_version(
     session: Session,
-    blobs: LocalBlobStore,
+    blobs: BlobStore,
     artifact: Artifact,
     version_name: str,
     manifest: Manifest,

@@ -25,6 +25,12 @@ The shape, for one file:
   times). If the pull still fails on the network, the part file is cut to the
   prefix that was hashed and fsynced, so the next pull resumes from there
   (hashing that prefix once). Any other failure removes the part file.
+- A registry that keeps blobs in an object store may answer with a redirect to
+  a short-lived URL of the store. It is followed without the Authorization
+  header (the URL authorizes itself), every connection then fetches its parts
+  from there, and the bytes are hashed exactly as before: the store is not
+  trusted any more than the registry. A refused or expired URL sends the next
+  request back to the registry for a fresh one (a bounded number of times).
 """
 
 from __future__ import annotations
@@ -61,6 +67,9 @@ BUFFERS_PER_STREAM = 2  # one being filled, one being hashed
 PART = 32 * MiB  # the bytes one Range request asks for (a multiple of the server's 1 MiB chunk)
 # A file smaller than two parts is one plain GET.
 NETWORK_RETRIES = 3  # reconnects per part before the pull gives up (and keeps what it verified)
+MAX_REDIRECTS = 8  # redirects followed (and refused store URLs renewed) per file
+_REDIRECT_STATUSES = (301, 302, 303, 307, 308)
+_NOT_FORWARDED = ("authorization", "cookie", "proxy-authorization")
 
 
 class DownloadError(Exception):
@@ -77,6 +86,10 @@ class _NetworkError(Exception):
 
 class _Stopped(_NetworkError):
     """Another connection of the same download failed first."""
+
+
+class _Redirected(Exception):
+    """The answer moved the download to another URL (or back to the registry): ask again there."""
 
 
 class _StartOver(Exception):
@@ -127,6 +140,21 @@ class Endpoint:
 
     def path(self, url_path: str) -> str:
         return urlsplit(self.base_url).path.rstrip("/") + url_path
+
+    def redirected(self, location: str, current: str) -> tuple[Endpoint, str]:
+        """Where a redirect's ``location`` (relative to URL ``current``) points: the endpoint and the path.
+
+        Another host gets none of the credentials sent to the registry.
+        """
+        target = urlsplit(urllib.parse.urljoin(current, location))
+        if target.scheme not in ("http", "https") or not target.hostname:
+            raise DownloadError("http_error", f"a download was redirected to an unusable URL ({target.scheme}:)")
+        same = urlsplit(current)
+        headers = dict(self.headers)
+        if (target.scheme, target.netloc) != (same.scheme, same.netloc):
+            headers = {k: v for k, v in headers.items() if k.lower() not in _NOT_FORWARDED}
+        path = (target.path or "/") + (f"?{target.query}" if target.query else "")
+        return Endpoint(f"{target.scheme}://{target.netloc}", headers, self.timeout), path
 
 
 @functools.cache
@@ -251,6 +279,25 @@ class _Run:
         self._hashed = 0  # ... and this many of them are hashed
         self._stopped = threading.Event()
         self._next_part = 0
+        # Where parts are fetched from: the registry, or the store URL it redirected to.
+        self._source: tuple[Endpoint, str] | None = None
+        self._redirects = 0
+
+    # -- where the bytes come from ----------------------------------------------------------------------
+
+    def _target(self) -> tuple[Endpoint, str, bool]:
+        with self._lock:
+            if self._source is not None:
+                return self._source[0], self._source[1], True
+        return self.endpoint, self.endpoint.path(self.job.url_path), False
+
+    def _move(self, to: tuple[Endpoint, str] | None, why: str) -> None:
+        """Follow a redirect (``to``), or return to the registry (None) after the store refused its URL."""
+        with self._lock:
+            self._redirects += 1
+            if self._redirects > MAX_REDIRECTS:
+                raise DownloadError("http_error", f"{self.job.target.name}: too many redirects ({why})")
+            self._source = to
 
     # -- resume ---------------------------------------------------------------------------------------
 
@@ -348,13 +395,18 @@ class _Run:
                 buffers.put(bytearray(BLOCK))
         offset = start
         failures = 0
+        conn_target: Endpoint | None = None
         while offset < end:
             if self._stopped.is_set():
                 raise _Stopped("stopped: another connection of this download failed")
             try:
+                target = self._target()
+                if conn is not None and conn_target is not target[0]:
+                    conn.close()
+                    conn = None
                 if conn is None:
-                    conn = self.endpoint.connect()
-                response = self._request(conn, offset, end, ranged=ranged)
+                    conn, conn_target = target[0].connect(), target[0]
+                response = self._request(conn, target, offset, end, ranged=ranged)
                 while offset < end:
                     buffer = buffers.get()
                     view = memoryview(buffer)[: min(BLOCK, end - offset)]
@@ -372,6 +424,10 @@ class _Run:
                 if response.will_close:
                     conn.close()
                     conn = None
+            except _Redirected:
+                if conn is not None:
+                    conn.close()
+                    conn = None
             except (OSError, http.client.HTTPException) as exc:
                 if conn is not None:
                     conn.close()
@@ -385,14 +441,28 @@ class _Run:
         return conn
 
     def _request(
-        self, conn: http.client.HTTPConnection, offset: int, end: int, *, ranged: bool
+        self, conn: http.client.HTTPConnection, target: tuple[Endpoint, str, bool], offset: int, end: int, *,
+        ranged: bool,
     ) -> http.client.HTTPResponse:
-        headers = dict(self.endpoint.headers)
+        endpoint, path, redirected = target
+        headers = dict(endpoint.headers)
         if ranged:
             headers["Range"] = f"bytes={offset}-{end - 1}"
-            headers["If-Range"] = f'"{self.job.digest.removeprefix("sha256:")}"'
-        conn.request("GET", self.endpoint.path(self.job.url_path), headers=headers)
+            if not redirected:  # a store's ETag is its own; its URL names one immutable content address anyway
+                headers["If-Range"] = f'"{self.job.digest.removeprefix("sha256:")}"'
+        conn.request("GET", path, headers=headers)
         response = conn.getresponse()
+        if response.status in _REDIRECT_STATUSES:
+            location = response.getheader("Location")
+            response.read()
+            if not location:
+                raise DownloadError("http_error", f"{self.job.target.name}: redirect without a Location")
+            self._move(endpoint.redirected(location, urllib.parse.urljoin(endpoint.base_url, path)), "redirect")
+            raise _Redirected
+        if redirected and response.status in (400, 403):
+            response.read()  # an expired or refused store URL: the registry issues a fresh one
+            self._move(None, f"the store refused its URL with HTTP {response.status}")
+            raise _Redirected
         if response.status >= 400:
             body = response.read()
             raise self.error_from(response.status, body, response.getheader("Content-Type") or "")

@@ -13,11 +13,12 @@ import os
 import re
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import urlparse
 
 import blake3
@@ -28,6 +29,10 @@ from signing.digests import parse_digest
 # Whole-file SHA-256 of large upload blocks, beside the chunk-list pass (see ``BlobWriter.write``).
 PARALLEL_HASH_MIN = 1 << 20
 _HASH_POOL = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="mir-blob-hash")
+
+
+class BlobStoreUnavailable(OSError):
+    """The blob store could not be reached or refused the request (not a property of the blob)."""
 
 
 class BlobDigestMismatch(ValueError):
@@ -53,9 +58,7 @@ class BlobWriter:
         self.digest = digest
         self.expected_size = expected_size
         self.written = 0
-        self._hasher = hashlib.sha256()
-        self._blake3 = blake3.blake3()
-        self._chunks = ChunkHasher()
+        self._hashes = BlobHashes()
         self.blake3_digest: str | None = None
         self.chunks: ChunkList | None = None
         store.tmp_dir.mkdir(parents=True, exist_ok=True)
@@ -73,34 +76,20 @@ class BlobWriter:
         take the time of one. Each piece is hashed and written while it is still in the CPU cache, which is
         why pieces are not joined into one big buffer first.
         """
-        total = sum(len(p) for p in pieces)
-        if self.written + total > self.expected_size:
-            raise BlobTooLarge(f"body is larger than the declared size of {self.expected_size} bytes")
+        self.written = check_growth(self.written, pieces, self.expected_size)
         fd = self._fd
         assert fd is not None
-        whole = _HASH_POOL.submit(_update_all, self._hasher, pieces) if total >= PARALLEL_HASH_MIN else None
-        try:
-            for piece in pieces:
-                if whole is None:
-                    self._hasher.update(piece)
-                self._blake3.update(piece)
-                self._chunks.update(memoryview(piece))
-                view = memoryview(piece)
-                while view:
-                    n = os.write(fd, view)
-                    view = view[n:]
-        finally:
-            if whole is not None:
-                whole.result()
-        self.written += total
+
+        def write_piece(view: memoryview) -> None:
+            while view:
+                n = os.write(fd, view)
+                view = view[n:]
+
+        self._hashes.update(pieces, write_piece)
 
     def commit(self) -> None:
         """Check size and digest, fsync, and atomically rename into place."""
-        if self.written != self.expected_size:
-            raise BlobSizeMismatch(f"body has {self.written} bytes, the manifest declares {self.expected_size}")
-        actual = self._hasher.hexdigest()
-        if actual != self._hex:
-            raise BlobDigestMismatch(f"body hashes to sha256:{actual}, not {self.digest}")
+        self._hashes.check("sha256:" + self._hex, self.written, self.expected_size)
         assert self._fd is not None
         os.fsync(self._fd)
         os.close(self._fd)
@@ -109,8 +98,7 @@ class BlobWriter:
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(self.tmp_path, final)
         _fsync_dir(final.parent)
-        self.blake3_digest = "blake3:" + self._blake3.hexdigest()
-        self.chunks = self._chunks.finish()
+        self.blake3_digest, self.chunks = self._hashes.finish()
 
     def abort(self) -> None:
         if self._fd is not None:
@@ -122,6 +110,57 @@ class BlobWriter:
 def _update_all(hasher: Any, pieces: list[bytes | bytearray | memoryview]) -> None:
     for piece in pieces:
         hasher.update(piece)
+
+
+def check_growth(written: int, pieces: list[bytes | bytearray | memoryview], expected_size: int) -> int:
+    """The byte count after ``pieces``; BlobTooLarge past the declared size (an oversize body stops early)."""
+    total = written + sum(len(p) for p in pieces)
+    if total > expected_size:
+        raise BlobTooLarge(f"body is larger than the declared size of {expected_size} bytes")
+    return total
+
+
+class BlobHashes:
+    """Everything a blob is hashed into on the way in: whole-file SHA-256, BLAKE3 and the chunk list.
+
+    Shared by every store's writer. The two SHA-256 passes (whole file, chunk list) are the per-byte cost of an
+    upload; for a large batch the whole-file pass runs on a helper thread beside the other two, so together they
+    take the time of one. Each piece is hashed and handed on while it is still in the CPU cache, which is why
+    pieces are not joined into one big buffer first.
+    """
+
+    def __init__(self) -> None:
+        self._sha256 = hashlib.sha256()
+        self._blake3 = blake3.blake3()
+        self._chunks = ChunkHasher()
+
+    def update(self, pieces: list[bytes | bytearray | memoryview], consume: Callable[[memoryview], None]) -> None:
+        """Hash ``pieces`` and pass each to ``consume`` (which stores it)."""
+        total = sum(len(p) for p in pieces)
+        whole = _HASH_POOL.submit(_update_all, self._sha256, pieces) if total >= PARALLEL_HASH_MIN else None
+        try:
+            for piece in pieces:
+                view = memoryview(piece)
+                if whole is None:
+                    self._sha256.update(view)
+                self._blake3.update(view)
+                self._chunks.update(view)
+                consume(view)
+        finally:
+            if whole is not None:
+                whole.result()
+
+    def check(self, digest: str, written: int, expected_size: int) -> None:
+        """Refuse a body of the wrong size or whose SHA-256 is not ``digest`` (before anything becomes visible)."""
+        if written != expected_size:
+            raise BlobSizeMismatch(f"body has {written} bytes, the manifest declares {expected_size}")
+        actual = "sha256:" + self._sha256.hexdigest()
+        if actual != digest:
+            raise BlobDigestMismatch(f"body hashes to {actual}, not {digest}")
+
+    def finish(self) -> tuple[str, ChunkList]:
+        """The BLAKE3 digest and the chunk list, once the body checked out."""
+        return "blake3:" + self._blake3.hexdigest(), self._chunks.finish()
 
 
 class LocalBlobStore:
@@ -138,6 +177,15 @@ class LocalBlobStore:
         if parsed.scheme not in ("file", ""):
             raise ValueError(f"unsupported blob store {url!r}: only file:// is available in this build")
         return cls(Path(parsed.path if parsed.scheme else url))
+
+    @property
+    def url(self) -> str:
+        return f"file://{self.root}"
+
+    @property
+    def can_presign(self) -> bool:
+        """A local directory has no URL a client could fetch from: downloads go through the API."""
+        return False
 
     def path_for(self, digest: str) -> Path:
         _algorithm, hex_ = parse_digest(digest)
@@ -177,6 +225,25 @@ class LocalBlobStore:
 
     def delete(self, digest: str) -> None:
         self.path_for(digest).unlink(missing_ok=True)
+
+    @contextmanager
+    def open_read(self, digest: str, start: int = 0) -> Iterator[BinaryIO]:
+        """The stored file, positioned at ``start`` (FileNotFoundError when there is no such blob)."""
+        with open(self.path_for(digest), "rb") as fh:
+            if start:
+                fh.seek(start)
+            yield fh
+
+    @contextmanager
+    def local_copy(self, digest: str, spool_dir: Path, max_bytes: int) -> Iterator[Path]:
+        """The blob as a file a scanner can open: here the stored file itself (no copy; readers never write)."""
+        path = self.path_for(digest)
+        if not path.is_file():
+            raise FileNotFoundError(str(path))
+        yield path
+
+    def presigned_get(self, digest: str, expires_s: int, filename: str | None = None) -> str:
+        raise NotImplementedError("a local blob directory cannot issue download URLs")
 
     def ready(self) -> str | None:
         """None when blobs can be stored and read here, else why not (for ``/v1/ready``)."""

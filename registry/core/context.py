@@ -11,7 +11,7 @@ from fastapi import Request
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from registry.core.blobstore import LocalBlobStore
+from registry.core.blob_stores import BlobStore, open_blob_store
 from registry.core.db import make_engine, make_session_factory, session_scope
 from registry.core.registry_key import RegistrySigner, load_or_create
 from registry.core.settings import Settings
@@ -22,7 +22,7 @@ class RegistryContext:
     settings: Settings
     engine: Engine
     sessions: sessionmaker[Session]
-    blobs: LocalBlobStore
+    blobs: BlobStore
     _signer: RegistrySigner | None = field(default=None, repr=False)
     _signer_lock: Lock = field(default_factory=Lock, repr=False)
 
@@ -33,7 +33,7 @@ class RegistryContext:
             settings=settings,
             engine=engine,
             sessions=make_session_factory(engine),
-            blobs=LocalBlobStore.from_url(settings.resolved_blob_store),
+            blobs=open_blob_store(settings),
         )
 
     @property

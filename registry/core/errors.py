@@ -19,6 +19,7 @@ from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute
 
+from registry.core.blobstore import BlobStoreUnavailable
 from registry.core.names import InvalidNameError, validate_alias, validate_segment, validate_version
 
 log = logging.getLogger("mir.errors")
@@ -68,6 +69,24 @@ def is_disk_full(exc: BaseException) -> bool:
             return True
         current = current.__cause__ or current.__context__
     return False
+
+
+def store_unavailable_cause(exc: BaseException) -> BlobStoreUnavailable | None:
+    """The blob-store outage behind ``exc``, if that is what it is (answered 503, not 500: retry later)."""
+    current: BaseException | None = exc
+    seen: set[int] = set()
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, BlobStoreUnavailable):
+            return current
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def store_unavailable() -> ApiError:
+    """503: the blob store did not answer; nothing was changed by this request. Safe to retry."""
+    return ApiError(503, "blob_store_unavailable", "the registry's blob store is unreachable right now; nothing "
+                    "was changed. Retry shortly", headers={"Retry-After": "5"})
 
 
 def insufficient_storage() -> ApiError:
@@ -153,6 +172,11 @@ def install_error_handlers(app: FastAPI, routes: Sequence[BaseRoute] = ()) -> No
             log.error("storage full on %s %s: %s", request.method, request.url.path, exc)
             full = insufficient_storage()
             return JSONResponse(error_body(full.code, full.message), full.status)
+        outage = store_unavailable_cause(exc)
+        if outage is not None:
+            log.error("blob store unavailable on %s %s: %s", request.method, request.url.path, outage)
+            down = store_unavailable()
+            return JSONResponse(error_body(down.code, down.message), down.status, headers=down.headers)
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return JSONResponse(error_body("internal_error", "internal server error"), 500)
 

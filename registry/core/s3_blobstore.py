@@ -13,7 +13,6 @@ config files, instance roles), and ``MIR_S3_ENDPOINT_URL`` points it at MinIO or
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import tempfile
 from collections.abc import Iterator
@@ -22,23 +21,18 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlparse
 
-import blake3
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from registry.core.blobstore import BlobDigestMismatch, BlobSizeMismatch, BlobTooLarge
-from registry.core.chunks import ChunkHasher, ChunkList
+from registry.core.blobstore import BlobHashes, BlobStoreUnavailable, BlobTooLarge, check_growth
+from registry.core.chunks import ChunkList
 from signing.digests import parse_digest
 
 MiB = 1 << 20
 DEFAULT_PART_SIZE = 16 * MiB  # S3 parts are at least 5 MiB (the last excepted) and at most 10,000 per object
 MIN_PART_SIZE = 5 * MiB
 READ_PIECE = 1 * MiB
-
-
-class BlobStoreUnavailable(OSError):
-    """The object store could not be reached or refused the request (not a property of the blob)."""
 
 
 def parse_s3_url(url: str) -> tuple[str, str]:
@@ -54,6 +48,29 @@ def parse_s3_url(url: str) -> tuple[str, str]:
     return parsed.netloc, prefix
 
 
+class _ObjectReader:
+    """``read(n)`` over a streamed GET body: exactly n bytes unless the object ends first."""
+
+    def __init__(self, body: Any) -> None:
+        self._body = body
+
+    def read(self, n: int) -> bytes:
+        if self._body is None or n <= 0:
+            return b""
+        pieces: list[bytes] = []
+        wanted = n
+        try:
+            while wanted > 0:
+                piece = self._body.read(wanted)
+                if not piece:
+                    break
+                pieces.append(piece)
+                wanted -= len(piece)
+        except (BotoCoreError, OSError) as exc:
+            raise BlobStoreUnavailable(f"object store connection lost while reading: {exc}") from None
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+
 class S3BlobWriter:
     """Streams one blob into a multipart upload of its final key while hashing it; ``commit`` completes it."""
 
@@ -65,9 +82,7 @@ class S3BlobWriter:
         self.digest = digest
         self.expected_size = expected_size
         self.written = 0
-        self._hasher = hashlib.sha256()
-        self._blake3 = blake3.blake3()
-        self._chunks = ChunkHasher()
+        self._hashes = BlobHashes()
         self.blake3_digest: str | None = None
         self.chunks: ChunkList | None = None
         self._buffer = bytearray()
@@ -80,22 +95,17 @@ class S3BlobWriter:
         self.write_pieces([chunk])
 
     def write_pieces(self, pieces: list[bytes | bytearray | memoryview]) -> None:
-        total = sum(len(p) for p in pieces)
-        if self.written + total > self.expected_size:
-            raise BlobTooLarge(f"body is larger than the declared size of {self.expected_size} bytes")
+        self.written = check_growth(self.written, pieces, self.expected_size)
+        self._hashes.update(pieces, self._buffer_piece)
+
+    def _buffer_piece(self, view: memoryview) -> None:
         part_size = self._store.part_size
-        for piece in pieces:
-            view = memoryview(piece)
-            self._hasher.update(view)
-            self._blake3.update(view)
-            self._chunks.update(view)
-            while view:
-                take = min(len(view), part_size - len(self._buffer))
-                self._buffer += view[:take]
-                view = view[take:]
-                if len(self._buffer) == part_size:
-                    self._send_part()
-        self.written += total
+        while view:
+            take = min(len(view), part_size - len(self._buffer))
+            self._buffer += view[:take]
+            view = view[take:]
+            if len(self._buffer) == part_size:
+                self._send_part()
 
     def _send_part(self) -> None:
         store = self._store
@@ -110,11 +120,7 @@ class S3BlobWriter:
 
     def commit(self) -> None:
         """Check size and digest, then make the object visible (complete the upload, or one PUT if small)."""
-        if self.written != self.expected_size:
-            raise BlobSizeMismatch(f"body has {self.written} bytes, the manifest declares {self.expected_size}")
-        actual = self._hasher.hexdigest()
-        if actual != self._hex:
-            raise BlobDigestMismatch(f"body hashes to sha256:{actual}, not {self.digest}")
+        self._hashes.check("sha256:" + self._hex, self.written, self.expected_size)
         store, key = self._store, self._store.key_for(self.digest)
         if self._upload_id is None:
             store.call("put_object", Bucket=store.bucket, Key=key, Body=bytes(self._buffer))
@@ -125,8 +131,7 @@ class S3BlobWriter:
                        MultipartUpload={"Parts": self._parts})
         self._buffer = bytearray()
         self._done = True
-        self.blake3_digest = "blake3:" + self._blake3.hexdigest()
-        self.chunks = self._chunks.finish()
+        self.blake3_digest, self.chunks = self._hashes.finish()
 
     def abort(self) -> None:
         """Drop the parts sent so far; nothing becomes visible (best effort: ``sweep_temp`` retries later)."""
@@ -141,22 +146,37 @@ class S3BlobWriter:
 class S3BlobStore:
     """Blobs under ``s3://bucket/prefix/sha256/ab/cd/<hex>``."""
 
-    def __init__(self, bucket: str, prefix: str, client: Any, *, part_size: int = DEFAULT_PART_SIZE) -> None:
+    def __init__(self, bucket: str, prefix: str, client: Any, *, part_size: int = DEFAULT_PART_SIZE,
+                 presign_client: Any = None) -> None:
         if part_size < MIN_PART_SIZE:
             raise ValueError(f"S3 parts must be at least {MIN_PART_SIZE} bytes")
         self.bucket = bucket
         self.prefix = prefix
         self.client = client
         self.part_size = part_size
+        # Download URLs are signed for the address clients reach the store at, which may differ from the
+        # registry's own (a compose network name inside, a public host outside).
+        self.presign_client = presign_client if presign_client is not None else client
 
     @classmethod
     def from_url(cls, url: str, *, endpoint_url: str | None = None, region: str | None = None,
-                 part_size: int = DEFAULT_PART_SIZE) -> S3BlobStore:
+                 part_size: int = DEFAULT_PART_SIZE, public_endpoint_url: str | None = None) -> S3BlobStore:
         bucket, prefix = parse_s3_url(url)
-        config = Config(retries={"max_attempts": 5, "mode": "standard"}, signature_version="s3v4",
-                        s3={"addressing_style": "path" if endpoint_url else "auto"})
-        client = boto3.session.Session().client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
-        return cls(bucket, prefix, client, part_size=part_size)
+        session = boto3.session.Session()
+
+        def client_for(endpoint: str | None) -> Any:
+            config = Config(retries={"max_attempts": 5, "mode": "standard"}, signature_version="s3v4",
+                            s3={"addressing_style": "path" if endpoint else "auto"},
+                            max_pool_connections=32)
+            return session.client("s3", endpoint_url=endpoint, region_name=region, config=config)
+
+        client = client_for(endpoint_url)
+        public = client_for(public_endpoint_url) if public_endpoint_url else client
+        return cls(bucket, prefix, client, part_size=part_size, presign_client=public)
+
+    @property
+    def can_presign(self) -> bool:
+        return True
 
     @property
     def url(self) -> str:
@@ -227,6 +247,21 @@ class S3BlobStore:
         finally:
             body.close()
 
+    @contextlib.contextmanager
+    def open_read(self, digest: str, start: int = 0) -> Iterator[_ObjectReader]:
+        """The object from ``start`` on, as one streamed GET (FileNotFoundError when there is no such blob)."""
+        ranged = {"Range": f"bytes={start}-"} if start else {}
+        try:
+            answer = self.call("get_object", Bucket=self.bucket, Key=self.key_for(digest), **ranged)
+        except EOFError:
+            yield _ObjectReader(None)  # start lies past the end: nothing to read
+            return
+        body = answer["Body"]
+        try:
+            yield _ObjectReader(body)
+        finally:
+            body.close()
+
     def delete(self, digest: str) -> None:
         self.call("delete_object", Bucket=self.bucket, Key=self.key_for(digest))
 
@@ -253,7 +288,7 @@ class S3BlobStore:
         if filename:
             params["ResponseContentDisposition"] = f"attachment; filename*=UTF-8''{quote(filename, safe='')}"
         try:
-            url: str = self.client.generate_presigned_url("get_object", Params=params, ExpiresIn=expires_s)
+            url: str = self.presign_client.generate_presigned_url("get_object", Params=params, ExpiresIn=expires_s)
         except (ClientError, BotoCoreError) as exc:
             raise BlobStoreUnavailable(f"cannot presign a download: {exc}") from None
         return url
@@ -274,7 +309,7 @@ class S3BlobStore:
         while True:
             page = self.call("list_multipart_uploads", **kwargs)
             for upload in page.get("Uploads", []):
-                if upload["Initiated"] <= cutoff:
+                if upload["Initiated"] <= cutoff and not self._active_since(upload, cutoff):
                     with contextlib.suppress(BlobStoreUnavailable):
                         self.call("abort_multipart_upload", Bucket=self.bucket, Key=upload["Key"],
                                   UploadId=upload["UploadId"])
@@ -283,6 +318,20 @@ class S3BlobStore:
                 return aborted
             kwargs["KeyMarker"] = page.get("NextKeyMarker")
             kwargs["UploadIdMarker"] = page.get("NextUploadIdMarker")
+
+    def _active_since(self, upload: dict[str, Any], cutoff: datetime) -> bool:
+        """Whether a part of ``upload`` arrived after ``cutoff``: a long upload another replica is still sending."""
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": upload["Key"], "UploadId": upload["UploadId"]}
+        while True:
+            try:
+                page = self.call("list_parts", **kwargs)
+            except BlobStoreUnavailable:
+                return True  # cannot tell: leave it for a later sweep
+            if any(part["LastModified"] > cutoff for part in page.get("Parts", [])):
+                return True
+            if not page.get("IsTruncated"):
+                return False
+            kwargs["PartNumberMarker"] = page["NextPartNumberMarker"]
 
     @contextlib.contextmanager
     def local_copy(self, digest: str, spool_dir: Path, max_bytes: int) -> Iterator[Path]:

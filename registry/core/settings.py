@@ -29,7 +29,20 @@ class Settings(BaseSettings):
     # The role `mir migrate` grants the service's rights to; defaults to database_url's user when
     # migration_database_url names another user.
     database_service_role: str | None = None
+    # Where blobs live: a directory (default <data_dir>/blobs, or file:///path) or s3://bucket/prefix. For S3,
+    # credentials and region come from the usual AWS_* variables (or instance roles); the endpoint from
+    # s3_endpoint_url for MinIO and other S3-compatible servers.
     blob_store: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    # The store's address as clients reach it, for presigned download URLs (default: s3_endpoint_url).
+    s3_public_endpoint_url: str | None = None
+    # "redirect": GETs of a file answer 302 to a short-lived presigned store URL (stores that can issue them);
+    # "proxy": the API streams every byte (for stores that clients cannot reach). Checks run before either.
+    blob_downloads: Literal["redirect", "proxy"] = "redirect"
+    presigned_url_ttl_s: int = 300
+    # Scanning a blob from an object store copies it to a temporary file here first (one blob at a time).
+    scan_spool_dir: Path | None = None
     host: str = "127.0.0.1"
     port: int = 8470
     public_url: str | None = None
@@ -86,6 +99,10 @@ class Settings(BaseSettings):
     @cached_property
     def resolved_blob_store(self) -> str:
         return self.blob_store or f"file://{(self.data_dir / 'blobs').resolve()}"
+
+    @property
+    def resolved_scan_spool_dir(self) -> Path:
+        return self.scan_spool_dir or self.data_dir / "scan-spool"
 
     @property
     def base_url(self) -> str:

@@ -47,7 +47,7 @@ from registry.artifacts.versions import (
     open_version,
     record_blob,
 )
-from registry.core.blobstore import LocalBlobStore
+from registry.core.blob_stores import BlobStore
 from registry.core.chunks import chunk_list_of
 from registry.core.names import InvalidNameError, validate_version
 from registry.core.registry_key import RegistrySigner
@@ -258,7 +258,7 @@ def auto_version_name(now: datetime, manifest_digest: str, taken: Callable[[str]
 # -- applying -----------------------------------------------------------------------------------------
 
 
-def store_inline(blobs: LocalBlobStore, operations: tuple[Operation, ...]) -> None:
+def store_inline(blobs: BlobStore, operations: tuple[Operation, ...]) -> None:
     """Write inline file contents to the blob store (content-addressed, atomic); before any DB transaction."""
     for op in operations:
         if op.content is None:
@@ -316,7 +316,7 @@ def _check_limits(manifest: Manifest, settings: Settings) -> None:
 
 def commit(
     session: Session,
-    blobs: LocalBlobStore,
+    blobs: BlobStore,
     settings: Settings,
     ref: RepoRef,
     revision: str,

@@ -20,7 +20,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
-from registry.core.errors import ApiError, insufficient_storage, is_disk_full
+from registry.core.errors import (
+    ApiError,
+    insufficient_storage,
+    is_disk_full,
+    store_unavailable,
+    store_unavailable_cause,
+)
 from registry.web.headers import header_value
 from registry.web.limits import BodyTooLarge
 
@@ -110,6 +116,9 @@ class HfRoute(APIRoute):
                 if is_disk_full(exc):
                     full = insufficient_storage()
                     return hf_error_response(HfError(full.status, "InsufficientStorage", full.message), head=head)
+                if store_unavailable_cause(exc) is not None:
+                    down = store_unavailable()
+                    return hf_error_response(HfError(down.status, "ServiceUnavailable", down.message), head=head)
                 log.exception("unhandled error on %s %s", request.method, request.url.path)
                 return hf_error_response(HfError(500, "InternalError", "internal server error"), head=head)
 

@@ -24,7 +24,7 @@ from registry.artifacts.holdings import CanRead, missing_for_push
 from registry.artifacts.models import Version
 from registry.auth.models import ApiToken
 from registry.auth.tokens import Principal
-from registry.core.blobstore import LocalBlobStore
+from registry.core.blob_stores import BlobStore, read_all
 from registry.core.tables import utcnow
 from registry.hf.ids import SHA256_HEX, git_blob_sha1
 from signing.paths import InvalidPathError, validate_relative_path
@@ -85,20 +85,20 @@ def check_upload_token(session: Session, token_id: int, namespace: str) -> None:
 # -- preupload ------------------------------------------------------------------------------------------
 
 
-def _remote_oid(blobs: LocalBlobStore, entry: Any, size: int, regular: bool) -> str | None:
+def _remote_oid(blobs: BlobStore, entry: Any, size: int, regular: bool) -> str | None:
     """What the client compares with its local oid to skip unchanged files: sha256 (LFS) or git sha1 (regular)."""
     if entry is None or entry.size != size:
         return None
     if not regular:
         return str(entry.digest).removeprefix("sha256:")
     try:
-        return git_blob_sha1(blobs.path_for(entry.digest).read_bytes())
-    except OSError:
+        return git_blob_sha1(read_all(blobs, entry.digest, size))
+    except (OSError, ValueError):
         return None
 
 
 def preupload_modes(
-    blobs: LocalBlobStore, parent: Version | None, files: Sequence[Any], regular_max: int, inline_budget: int
+    blobs: BlobStore, parent: Version | None, files: Sequence[Any], regular_max: int, inline_budget: int
 ) -> list[dict[str, Any]]:
     """``uploadMode`` per file: ``regular`` (inline in the commit) up to ``regular_max`` bytes, else ``lfs``.
 
@@ -150,7 +150,7 @@ def _object_error(oid: object, size: object, code: int, message: str) -> dict[st
 
 def batch_objects(
     session: Session,
-    blobs: LocalBlobStore,
+    blobs: BlobStore,
     objects: Sequence[Any],
     *,
     base: str,

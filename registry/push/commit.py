@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from registry.artifacts import versions
 from registry.artifacts.models import Version
 from registry.artifacts.versions import record_version_event
-from registry.core.blobstore import LocalBlobStore
+from registry.core.blob_stores import BlobStore
 from registry.core.errors import ApiError
 from registry.core.registry_key import RegistrySigner
 from registry.core.tables import utcnow
@@ -22,7 +22,7 @@ from registry.trust import signatures
 
 
 def commit_version(
-    session: Session, blobs: LocalBlobStore, version: Version, *, actor: str, signer: RegistrySigner | None = None
+    session: Session, blobs: BlobStore, version: Version, *, actor: str, signer: RegistrySigner | None = None
 ) -> Version:
     """Make an open version immutable after checking every blob and signature; countersign; move ``@latest``."""
     if version.state == versions.COMMITTED:

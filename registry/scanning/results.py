@@ -224,8 +224,9 @@ def process(ctx: RegistryContext, job_id: int, actor: str) -> None:
         digests = _digests_to_scan(session, job.version_id, rescan=rescan)
         before = _latest_verdicts(session, digests)
     for digest in digests:
-        path = ctx.blobs.path_for(digest)
-        report = scan_path_sandboxed(path, timeout_s=settings.scan_timeout_s, memory_bytes=settings.scan_memory_bytes)
+        with ctx.blobs.local_copy(digest, settings.resolved_scan_spool_dir, settings.max_blob_size) as path:
+            report = scan_path_sandboxed(path, timeout_s=settings.scan_timeout_s,
+                                         memory_bytes=settings.scan_memory_bytes)
         data = report.to_dict()
         with ctx.transaction() as session:
             _store_result(session, digest, data)

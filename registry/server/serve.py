@@ -14,6 +14,7 @@ from registry.audit import log as audit
 from registry.audit import sequencer
 from registry.auth.tokens import count_tokens, create_token
 from registry.client.config import save_credentials
+from registry.core.blobstore import BlobStoreUnavailable
 from registry.core.context import RegistryContext
 from registry.core.settings import Settings
 from registry.server.app import create_app
@@ -42,7 +43,11 @@ def prepare(settings: Settings, console: Console) -> RegistryContext:
         console.print("[yellow]warning: mir serve connects as the owner of the audit log tables (or a superuser), "
                       "so it could rewrite the log; run migrations as the owner (MIR_MIGRATION_DATABASE_URL) and "
                       "the service as a separate role[/yellow]")
-    ctx.blobs.sweep_temp(older_than_s=STALE_TEMP_SECONDS)
+    try:
+        ctx.blobs.sweep_temp(older_than_s=STALE_TEMP_SECONDS)
+    except BlobStoreUnavailable as exc:  # serve anyway: /v1/ready says not ready until the store answers
+        console.print(f"[yellow]warning: the blob store is unreachable ({exc}); uploads and downloads fail "
+                      "until it answers[/yellow]")
     sequencer.integrate(ctx.engine)  # events a stopped process committed but had not yet appended to the log
     signer = ctx.signer
     with ctx.transaction() as session:

@@ -46,7 +46,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -219,7 +220,19 @@ def _error_result(message: str) -> tuple[Report, dict[str, Any]]:
 
 
 def analyse(ctx: RegistryContext, version_id: int) -> Verdict | None:
-    """Run the contamination step for one version; None when it does not apply (not a dataset)."""
+    """Run the contamination step for one version; None when it does not apply (not a dataset).
+
+    The readers need files: each blob is opened where it lies, or copied from an object store into the scan
+    spool for the length of the step (``local_copy``), and removed afterwards.
+    """
+    with ExitStack() as staged:
+        def local(digest: str) -> Path:
+            return staged.enter_context(ctx.blobs.local_copy(digest, ctx.settings.resolved_scan_spool_dir,
+                                                             ctx.settings.max_blob_size))
+        return _analyse(ctx, version_id, local)
+
+
+def _analyse(ctx: RegistryContext, version_id: int, local: Callable[[str], Path]) -> Verdict | None:
     with ctx.transaction() as s:
         version = s.get(Version, version_id)
         assert version is not None
@@ -227,14 +240,14 @@ def analyse(ctx: RegistryContext, version_id: int) -> Verdict | None:
             return None
         body, _ = policy_for(s, version.artifact.namespace)
         limit = body.max_synthetic_fraction
-        files = [(f.path, ctx.blobs.path_for(f.digest)) for f in version.files]
+        files = [(f.path, local(f.digest)) for f in version.files]
         edges = s.scalars(select(LineageEdge).where(
             LineageEdge.child_version_id == version.id, LineageEdge.type == "generated_by"
         ).order_by(LineageEdge.id)).all()
         nodes = NodeIndex.load(s, [e.parent_version_id for e in edges if e.parent_version_id is not None],
                                [e.parent_external_id for e in edges])
         generators = [nodes.key_of(e.parent_version_id, e.parent_external_id) for e in edges]
-        parents = _record_parents(ctx, s, version) if generators else []
+        parents = _record_parents(s, version, local) if generators else []
         label = version_label(version)
         scope = version.artifact.namespace if ctx.settings.synthetic_match_scope == "namespace" else None
         index = load_index(s, exclude_version=version.id, namespace=scope, passages=ctx.settings.synthetic_passages)
@@ -312,7 +325,7 @@ class _ParentError(Exception):
     """A parent dataset's records could not be read: the step fails closed rather than index human records."""
 
 
-def _record_parents(ctx: RegistryContext, session: Session, version: Version) -> list[tuple[str, _Files]]:
+def _record_parents(session: Session, version: Version, local: Callable[[str], Path]) -> list[tuple[str, _Files]]:
     """The registry datasets the version declares it holds records of (``derived_from``, ``imported_from``,
     ``converted_from``), each with its files: records found in them are not the generator's output."""
     rows = session.scalars(select(LineageEdge).where(
@@ -328,7 +341,7 @@ def _record_parents(ctx: RegistryContext, session: Session, version: Version) ->
         # namespace is named as the lineage walk names it for those who may not read it.
         own = parent.artifact.namespace == version.artifact.namespace
         label = version_label(parent) if own else f"hidden:{parent.id}"
-        out.append((label, [(f.path, ctx.blobs.path_for(f.digest)) for f in parent.files]))
+        out.append((label, [(f.path, local(f.digest)) for f in parent.files]))
     return out
 
 
