@@ -1,7 +1,7 @@
-"""Scan-on-commit: jobs in the database, verdicts per blob, a version's aggregate verdict, quarantine.
+"""Scan-on-commit: verdicts per blob, a version's aggregate verdict, quarantine.
 
-Commit enqueues a job; ``mir worker`` processes claim jobs (SKIP LOCKED on
-PostgreSQL, the write lock on SQLite) and scan each blob with
+Commit enqueues a job; ``mir worker`` processes share its blobs as tasks (registry.scanning.tasks: SKIP LOCKED
+leases on PostgreSQL, the write lock on SQLite) and scan each blob with
 ``scanners.sandbox.scan_path_sandboxed`` — a child process with CPU-time and
 memory limits — so no registry process ever parses, let alone unpickles,
 uploaded bytes itself. A malicious verdict quarantines the version.
@@ -10,16 +10,15 @@ uploaded bytes itself. A malicious verdict quarantines the version.
 from __future__ import annotations
 
 import logging
-import os
-import socket
-from datetime import datetime, timedelta
+from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import or_, select, text
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from registry.artifacts.models import Version, VersionFile
-from registry.artifacts.versions import COMMITTED, record_version_event
+from registry.artifacts.versions import COMMITTED
 from registry.audit import log as audit
 from registry.core.context import RegistryContext
 from registry.core.tables import utcnow
@@ -27,7 +26,7 @@ from registry.lineage import quarantine
 from registry.lineage.graph import CanRead, everyone
 from registry.scanning.models import ScanJob, ScanResult
 from registry.scanning.queue import DONE, PENDING, QUEUED, RUNNING, enqueue
-from registry.synthetic.contamination import analyse, flag_limits
+from registry.synthetic.contamination import flag_limits
 from registry.synthetic.provenance import fingerprint_summary
 from scanners.api import SCANNER_NAME
 from scanners.globals_policy import UNLISTED
@@ -42,32 +41,13 @@ log = logging.getLogger("mir.scans")
 # (billion laughs) and a late PROTO are suspicious; chat templates in JSON configs are analysed.
 SCANNER_VERSION = "3"
 _UPGRADE_LOCK_KEY = 0x6D697273  # "mirs": one worker at a time queues rescans after a scanner upgrade
-MAX_ATTEMPTS = 3
-GAVE_UP = "gave up after"  # a dead-lettered job's error starts with this (counted in /metrics)
+MAX_ATTEMPTS = 3  # per job (claims to finish it) and per blob task (scans of it)
+GAVE_UP = "gave up after"  # a dead-lettered job's or task's error starts with this (counted in /metrics)
 HISTORY_PER_FILE = 50
 MAX_STORED_FINDINGS = 200
 
 
-def claim(session: Session, worker: str, lease_s: float) -> ScanJob | None:
-    """Take the oldest queued job (or one whose worker died past its lease)."""
-    stale = utcnow() - timedelta(seconds=lease_s)
-    job = session.scalar(
-        select(ScanJob)
-        .where(or_(ScanJob.state == QUEUED, (ScanJob.state == RUNNING) & (ScanJob.claimed_at < stale)))
-        .order_by(ScanJob.id)
-        .limit(1)
-        .with_for_update(skip_locked=True)
-    )
-    if job is None:
-        return None
-    job.state = RUNNING
-    job.claimed_at = utcnow()
-    job.claimed_by = worker
-    job.attempts += 1
-    return job
-
-
-def _digests_to_scan(session: Session, version_id: int, *, rescan: bool) -> list[str]:
+def digests_to_scan(session: Session, version_id: int, *, rescan: bool) -> list[str]:
     """The version's blobs to scan: all of them for a rescan, else those whose latest current-scanner result
     is missing or an ``error`` (a blob shared with earlier versions is not scanned again, a failure is)."""
     digests = list(dict.fromkeys(session.scalars(
@@ -75,11 +55,11 @@ def _digests_to_scan(session: Session, version_id: int, *, rescan: bool) -> list
     )))
     if rescan:
         return digests
-    done = {d for d, verdict in _latest_verdicts(session, digests).items() if verdict != Verdict.ERROR.value}
+    done = {d for d, verdict in latest_verdicts(session, digests).items() if verdict != Verdict.ERROR.value}
     return [d for d in digests if d not in done]
 
 
-def _store_result(session: Session, digest: str, report: dict[str, Any]) -> None:
+def store_result(session: Session, digest: str, report: dict[str, Any]) -> None:
     """Add a result; earlier ones for the same blob stay as its history (the highest id is the latest).
 
     At most ``MAX_STORED_FINDINGS`` are kept; the rest become one summary finding of their worst severity, with
@@ -114,7 +94,7 @@ def unlisted_globals(result: ScanResult) -> list[str]:
     return sorted(names)
 
 
-def _latest_verdicts(session: Session, digests: list[str]) -> dict[str, str]:
+def latest_verdicts(session: Session, digests: list[str]) -> dict[str, str]:
     if not digests:
         return {}
     rows = session.execute(
@@ -175,20 +155,28 @@ def seen_by_version(session: Session, version_id: int) -> dict[str, list[tuple[S
         for t in times:
             before = [r for r in results if r.created_at <= t]
             current = [r for r in before if r.scanner_version == SCANNER_VERSION]
-            if before:  # what _finish took: the latest current-scanner result, else the latest of any
+            if before:  # what finish_job took: the latest current-scanner result, else the latest of any
                 pick = (current or before)[-1]
                 used.setdefault(pick.id, (pick, t))
         seen[digest] = list(used.values())
     return seen
 
 
-def _finish(session: Session, job: ScanJob, actor: str, contamination: Verdict | None = None) -> None:
+def finish_job(session: Session, job: ScanJob, actor: str, contamination: Verdict | None = None,
+            failed: Mapping[str, str] | None = None) -> None:
+    """Record the version's verdict from its blobs' latest results, end the job, audit, quarantine if malicious.
+
+    ``failed`` maps the digests of dead-lettered blobs to why: those files count as ``error`` (even where an
+    older result exists), the job ends with the reason, and the audit entry is ``scan.failed``.
+    """
+    failed = failed or {}
     version = session.get(Version, job.version_id)
     assert version is not None
     results = results_for(session, version.id)
     # A file without a stored result was not analysed: that is an error, never clean.
     per_file = {
-        f.path: Verdict(results[f.digest].verdict) if f.digest in results else Verdict.ERROR for f in version.files
+        f.path: Verdict(results[f.digest].verdict) if f.digest in results and f.digest not in failed
+        else Verdict.ERROR for f in version.files
     }
     verdicts = list(per_file.values())
     if contamination is not None:  # synthetic-data contamination of a dataset: at most suspicious, or error
@@ -199,11 +187,16 @@ def _finish(session: Session, job: ScanJob, actor: str, contamination: Verdict |
     version.scanner_version = SCANNER_VERSION
     job.state = DONE
     job.finished_at = utcnow()
+    job.error = None
+    if failed:
+        paths = sorted({f.path for f in version.files if f.digest in failed})
+        job.error = f"{GAVE_UP} {MAX_ATTEMPTS} attempts on {', '.join(paths)}: {next(iter(failed.values()))}"
     label = dict(namespace=version.artifact.namespace, name=version.artifact.name, version=version.version)
     flagged = {p: v.value for p, v in per_file.items() if v is not Verdict.CLEAN}
-    audit.record(session, action="scan.completed", actor=actor, **label,
-                 details={"verdict": status, "scanner": f"{SCANNER_NAME}/{SCANNER_VERSION}",
-                          "manifest_digest": version.manifest_digest, "flagged_files": flagged,
+    audit.record(session, action="scan.failed" if failed else "scan.completed", actor=actor, **label,
+                 details={**({"error": job.error} if job.error else {}), "verdict": status,
+                          "scanner": f"{SCANNER_NAME}/{SCANNER_VERSION}", "manifest_digest": version.manifest_digest,
+                          "flagged_files": flagged,
                           **({"rescan": True} if job.rescan else {}),
                           **({"previous_verdict": previous} if previous not in (None, PENDING) else {}),
                           **({"contamination": contamination.value} if contamination is not None else {})})
@@ -214,37 +207,17 @@ def _finish(session: Session, job: ScanJob, actor: str, contamination: Verdict |
             quarantine.quarantine_version(session, version, reason=reason, actor=actor)
 
 
-def process(ctx: RegistryContext, job_id: int, actor: str) -> None:
-    """Scan the job's blobs in the sandbox (all of them for a rescan), then record the verdict."""
+def scan_blob(ctx: RegistryContext, digest: str) -> dict[str, Any]:
+    """One blob's report from the sandbox, read from a local file: the stored file itself, or a bounded copy
+    spooled from an object store and removed afterwards."""
     settings = ctx.settings
-    with ctx.transaction() as session:
-        job = session.get(ScanJob, job_id)
-        assert job is not None
-        rescan = job.rescan
-        digests = _digests_to_scan(session, job.version_id, rescan=rescan)
-        before = _latest_verdicts(session, digests)
-    for digest in digests:
-        with ctx.blobs.local_copy(digest, settings.resolved_scan_spool_dir, settings.max_blob_size) as path:
-            report = scan_path_sandboxed(path, timeout_s=settings.scan_timeout_s,
-                                         memory_bytes=settings.scan_memory_bytes)
-        data = report.to_dict()
-        with ctx.transaction() as session:
-            _store_result(session, digest, data)
-    with ctx.transaction() as session:
-        job = session.get(ScanJob, job_id)
-        assert job is not None
-        version_id = job.version_id
-    contamination = analyse(ctx, version_id)  # datasets only: fingerprint match and index (synthetic.contamination)
-    with ctx.transaction() as session:
-        job = session.get(ScanJob, job_id)
-        assert job is not None
-        _finish(session, job, actor, contamination)
-        if rescan:
-            changed = {d for d, v in _latest_verdicts(session, digests).items() if before.get(d) != v}
-            _refresh_sharers(session, job.version_id, changed)
+    with ctx.blobs.local_copy(digest, settings.resolved_scan_spool_dir, settings.max_blob_size) as path:
+        report = scan_path_sandboxed(path, timeout_s=settings.scan_timeout_s,
+                                     memory_bytes=settings.scan_memory_bytes)
+    return report.to_dict()
 
 
-def _refresh_sharers(session: Session, version_id: int, digests: set[str]) -> None:
+def refresh_sharers(session: Session, version_id: int, digests: set[str]) -> None:
     """Other committed versions holding a blob whose verdict a rescan changed get their verdict recomputed.
 
     Their job finds current results for those blobs, so it only re-aggregates (and quarantines if malicious).
@@ -284,37 +257,6 @@ def queue_upgrade_rescans(ctx: RegistryContext) -> int:
         if stale:
             log.info("queued %d rescans for scanner %s/%s", len(stale), SCANNER_NAME, SCANNER_VERSION)
         return len(stale)
-
-
-def run_once(ctx: RegistryContext, worker: str | None = None) -> bool:
-    """Claim and process one job; False when the queue is empty."""
-    worker = worker or f"{socket.gethostname()}:{os.getpid()}"
-    with ctx.transaction() as session:
-        job = claim(session, worker, ctx.settings.scan_lease_s)
-        if job is None:
-            return False
-        job_id, attempts = job.id, job.attempts
-        if attempts > MAX_ATTEMPTS:
-            job.state = DONE
-            job.finished_at = utcnow()
-            job.error = f"{GAVE_UP} {MAX_ATTEMPTS} attempts"
-            version = session.get(Version, job.version_id)
-            assert version is not None
-            version.scan_status = Verdict.ERROR.value
-            version.scanner_version = SCANNER_VERSION  # tried with this scanner: no automatic retry loop
-            record_version_event(session, version, action="scan.failed", actor=f"scan-worker {worker}",
-                details={"error": job.error})
-            return True
-    try:
-        process(ctx, job_id, f"scan-worker {worker}")
-    except Exception:
-        log.exception("scan job %s failed; it will be retried", job_id)
-        with ctx.transaction() as session:
-            job = session.get(ScanJob, job_id)
-            if job is not None:
-                job.state = QUEUED
-                job.error = "worker error; retrying"
-    return True
 
 
 def _result_to_dict(r: ScanResult, at: datetime) -> dict[str, Any]:

@@ -9,7 +9,8 @@ import threading
 
 from registry.core.context import RegistryContext
 from registry.core.settings import Settings
-from registry.scanning.results import queue_upgrade_rescans, run_once
+from registry.scanning.results import queue_upgrade_rescans
+from registry.scanning.tasks import run_once
 
 log = logging.getLogger("mir.worker")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -20,7 +21,7 @@ from registry.artifacts.models import Version
 from registry.audit.models import AuditEntry
 from registry.core.context import RegistryContext
 from registry.core.tables import utcnow
-from registry.scanning.models import ScanJob
+from registry.scanning.models import ScanJob, ScanTask
 from registry.scanning.queue import QUEUED, RUNNING
 from registry.scanning.results import GAVE_UP
 from registry.web.request_context import route_template
@@ -96,21 +97,30 @@ class MetricsMiddleware:
 
 
 class RegistryStateCollector(Collector):
-    """Gauges read from the database at scrape time: the scan queue, verdicts, the audit log's size."""
+    """Gauges read from the database at scrape time: the scan queue (jobs and per-blob tasks: depth, oldest age,
+    expired leases, dead letters), verdicts, the audit log's size."""
 
     def __init__(self, ctx: RegistryContext) -> None:
         self.ctx = ctx
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         with self.ctx.transaction() as s:
-            jobs = dict(s.execute(select(ScanJob.state, func.count()).where(
-                ScanJob.state.in_((QUEUED, RUNNING))).group_by(ScanJob.state)).tuples().all())
+            jobs = {state: count for state, count in s.execute(select(ScanJob.state, func.count()).where(
+                ScanJob.state.in_((QUEUED, RUNNING))).group_by(ScanJob.state))}
             oldest = s.scalar(select(func.min(ScanJob.created_at)).where(ScanJob.state == QUEUED))
             dead = s.scalar(select(func.count()).select_from(ScanJob).where(
                 ScanJob.error.startswith(GAVE_UP))) or 0
-            statuses = s.execute(select(Version.scan_status, func.count()).where(
-                Version.scan_status.is_not(None)).group_by(Version.scan_status)).tuples().all()
+            statuses = [(status, count) for status, count in s.execute(select(Version.scan_status, func.count())
+                        .where(Version.scan_status.is_not(None)).group_by(Version.scan_status))]
             last_leaf = s.scalar(select(func.max(AuditEntry.leaf_index)))
+            tasks = {state: count for state, count in s.execute(select(ScanTask.state, func.count()).where(
+                ScanTask.state.in_((QUEUED, RUNNING))).group_by(ScanTask.state))}
+            oldest_task = s.scalar(select(func.min(ScanTask.created_at)).where(ScanTask.state == QUEUED))
+            stale = utcnow() - timedelta(seconds=self.ctx.settings.scan_lease_s)
+            expired = s.scalar(select(func.count()).select_from(ScanTask).where(
+                ScanTask.state == RUNNING, ScanTask.claimed_at < stale)) or 0
+            dead_tasks = s.scalar(select(func.count()).select_from(ScanTask).where(
+                ScanTask.error.startswith(GAVE_UP))) or 0
         queue = GaugeMetricFamily("mir_scan_queue_jobs", "Scan jobs waiting or being worked on", labels=["state"])
         for state in (QUEUED, RUNNING):
             queue.add_metric([state], jobs.get(state, 0))
@@ -120,6 +130,18 @@ class RegistryStateCollector(Collector):
                                 value=max(age, 0.0))
         yield GaugeMetricFamily("mir_scan_jobs_dead_lettered", "Scan jobs given up after their last attempt "
                                 "(their versions show scan status error)", value=dead)
+        per_blob = GaugeMetricFamily("mir_scan_tasks", "Per-blob scan tasks waiting or being scanned (workers share "
+                                     "a version's blobs)", labels=["state"])
+        for state in (QUEUED, RUNNING):
+            per_blob.add_metric([state], tasks.get(state, 0))
+        yield per_blob
+        task_age = (utcnow() - oldest_task).total_seconds() if oldest_task is not None else 0.0
+        yield GaugeMetricFamily("mir_scan_tasks_oldest_age_seconds", "Age of the oldest queued per-blob scan task",
+                                value=max(task_age, 0.0))
+        yield GaugeMetricFamily("mir_scan_tasks_lease_expired", "Running scan tasks past their lease (their worker "
+                                "died; the next free worker takes them over)", value=expired)
+        yield GaugeMetricFamily("mir_scan_tasks_dead_lettered", "Per-blob scan tasks given up after their last "
+                                "attempt (their job ends as error)", value=dead_tasks)
         verdicts = GaugeMetricFamily("mir_versions_by_scan_status", "Versions by aggregate scan status",
                                      labels=["status"])
         for status, count in statuses:

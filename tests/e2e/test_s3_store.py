@@ -213,3 +213,24 @@ def test_store_outage_is_503_and_loses_nothing(tmp_path: Path) -> None:
                 client.push(make_tree(tmp_path / "t", {"a.bin": b"x" * 100}), "acme/down@1")
             assert exc.value.status == 503 and exc.value.code == "blob_store_unavailable", exc.value
             assert "Traceback" not in live.log()
+
+
+def test_gc_on_the_bucket_takes_orphans_and_keeps_what_versions_list(replicas: Replicas, tmp_path: Path) -> None:
+    kept = os.urandom(4000)
+    push(replicas.redirect, tmp_path, "acme/gc@1", {"kept.bin": kept})
+    orphan = os.urandom(3000)  # bytes of a push that died after its object was completed, with no row
+    s3 = replicas.objects()
+    s3.put_object(Bucket=BUCKET, Key=key_of(orphan), Body=orphan)
+    s3.put_object(Bucket=BUCKET, Key="blobs/sha256/not-a-blob", Body=b"left alone: not a content address")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MIR_")}
+    env.update(store_env(replicas.s3), MIR_DATA_DIR=str(tmp_path / "gc-data"), MIR_DATABASE_URL=replicas.database_url)
+    done = subprocess.run([*MIR, "gc", "--json", "--min-age", "0s"], env=env, capture_output=True, text=True,
+                          timeout=300, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(done.stdout)
+    assert digest_of(orphan) in {c["digest"] for c in report["collected"]}, report
+    listed = {item["Key"] for item in s3.list_objects_v2(Bucket=BUCKET, Prefix="blobs/").get("Contents", [])}
+    assert key_of(orphan) not in listed and key_of(kept) in listed and "blobs/sha256/not-a-blob" in listed
+    pulled = tmp_path / "after-gc"
+    replicas.proxy.cli("pull", "acme/gc@1", str(pulled), check=True)
+    assert (pulled / "kept.bin").read_bytes() == kept

@@ -42,7 +42,7 @@ def test_missing_result_makes_the_version_error(reg: Reg) -> None:
                          scanner_version=scans.SCANNER_VERSION, verdict="clean", format="text", findings=[]))
         job = s.scalar(select(ScanJob).where(ScanJob.version_id == version.id))
         assert job is not None
-        scans._finish(s, job, "tester")
+        scans.finish_job(s, job, "tester")
     with reg.session() as s:
         row = s.scalar(select(Version).where(Version.version == "1"))
         assert row is not None and row.scan_status == "error"
@@ -60,12 +60,12 @@ def test_a_policy_sees_unlisted_globals_only_when_nothing_else_was_found(reg: Re
     many = "sha256:" + "2" * 64
     mixed = "sha256:" + "3" * 64
     with reg.session() as s:
-        scans._store_result(s, few, {"verdict": "suspicious", "format": "pickle",
+        scans.store_result(s, few, {"verdict": "suspicious", "format": "pickle",
                                      "findings": [_unlisted("b.B"), _unlisted("a.A"), _unlisted("a.A")]})
         # More findings than are stored: the ones not kept could be anything, so nothing may be lifted.
-        scans._store_result(s, many, {"verdict": "suspicious", "format": "pickle",
+        scans.store_result(s, many, {"verdict": "suspicious", "format": "pickle",
                                       "findings": [_unlisted(f"m{i}.C") for i in range(250)]})
-        scans._store_result(s, mixed, {"verdict": "suspicious", "format": "pickle", "findings": [
+        scans.store_result(s, mixed, {"verdict": "suspicious", "format": "pickle", "findings": [
             _unlisted("a.A"), {**_unlisted("x.Y"), "rule": None, "message": "calls a computed callable"}]})
     with reg.session() as s:
         rows = {r.blob_digest: r for r in s.scalars(select(ScanResult))}

@@ -1,0 +1,250 @@
+"""Scan work shared per blob by every worker: claim, scan, complete, finalise; leases, retries, dead letters.
+
+A scan job (one committed version) is expanded into one task per blob to scan by the worker that claims it, in
+the same transaction. Any worker then claims a queued task, or one whose lease (``scan_lease_s``) ran out
+because its worker died, with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL (SQLite takes its write lock at BEGIN,
+so claims are serial there), scans that blob and stores its result; so N workers share one large version.
+
+A failed attempt goes back to the queue at once; the ``MAX_ATTEMPTS``-th failure (or a lease that runs out on
+the last attempt) dead-letters the task: it is done with the reason, and its job ends as ``error``.
+
+Every task becomes done while its job's row is locked, so exactly one worker sees the last one done and takes
+the job's finalisation (contamination step, verdict, quarantine, audit), renewing the job's lease. If that
+worker dies or fails, the job (still running, every task done) is finalised by the next worker once that lease
+runs out, at most ``MAX_ATTEMPTS`` times; the finishing transaction locks the job and ends it only if it is
+still running, so ``scan.completed`` is recorded once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import delete, func, or_, select
+from sqlalchemy.orm import Session
+
+from registry.artifacts.models import Version
+from registry.artifacts.versions import record_version_event
+from registry.core.context import RegistryContext
+from registry.core.tables import utcnow
+from registry.scanning.models import ScanJob, ScanTask
+from registry.scanning.queue import DONE, QUEUED, RUNNING
+from registry.scanning.results import (
+    GAVE_UP,
+    MAX_ATTEMPTS,
+    SCANNER_VERSION,
+    digests_to_scan,
+    finish_job,
+    latest_verdicts,
+    refresh_sharers,
+    scan_blob,
+    store_result,
+)
+from registry.synthetic.contamination import analyse
+from scanners.report import Verdict
+
+log = logging.getLogger("mir.scans")
+
+DEAD = f"{GAVE_UP} {MAX_ATTEMPTS} attempts: "  # a dead-lettered task's error: this, then the last reason
+LEASE_LOST = "its worker stopped before finishing (lease expired)"
+FINISH_FAILED = "worker error while finishing; retrying"
+MAX_REASON = 500
+
+
+@dataclass(frozen=True)
+class ClaimedTask:
+    id: int
+    job_id: int
+    digest: str
+    attempts: int
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def run_once(ctx: RegistryContext, worker: str | None = None) -> bool:
+    """Do one unit of work, in this order: a blob's scan (finishing the job if it was the last), a job whose
+    finaliser died, a new job's expansion. False when there is nothing to do.
+
+    Open tasks go first so that workers finish the versions they started before expanding the next one.
+    """
+    worker = worker or default_worker_id()
+    lease_s = ctx.settings.scan_lease_s
+    task = claim_task(ctx, worker, lease_s)
+    if task is not None:
+        if run_task(ctx, task, worker):
+            finalise(ctx, task.job_id, worker)
+        return True
+    for claim in (claim_unfinished, claim_job):
+        claimed = claim(ctx, worker, lease_s)
+        if claimed is not None:
+            job_id, ready = claimed
+            if ready:
+                finalise(ctx, job_id, worker)
+            return True
+    return False
+
+
+def claim_task(ctx: RegistryContext, worker: str, lease_s: float) -> ClaimedTask | None:
+    """Take the oldest queued task, or one whose worker died (its lease ran out)."""
+    stale = utcnow() - timedelta(seconds=lease_s)
+    with ctx.transaction() as s:
+        task = s.scalar(
+            select(ScanTask)
+            .where(or_(ScanTask.state == QUEUED, (ScanTask.state == RUNNING) & (ScanTask.claimed_at < stale)))
+            .order_by(ScanTask.id).limit(1).with_for_update(skip_locked=True)
+        )
+        if task is None:
+            return None
+        task.state, task.claimed_at, task.claimed_by = RUNNING, utcnow(), worker
+        task.attempts += 1
+        return ClaimedTask(task.id, task.job_id, task.blob_digest, task.attempts)
+
+
+def run_task(ctx: RegistryContext, task: ClaimedTask, worker: str) -> bool:
+    """Scan the task's blob and store its result; True when this completed the job's last task (the caller
+    then finalises the job)."""
+    if task.attempts > MAX_ATTEMPTS:  # the last attempt's worker died: no more tries
+        return fail_task(ctx, task, worker, LEASE_LOST)
+    try:
+        report = scan_blob(ctx, task.digest)
+    except Exception as exc:
+        log.exception("scanning blob %s (task %s, attempt %s) failed", task.digest, task.id, task.attempts)
+        return fail_task(ctx, task, worker, f"{type(exc).__name__}: {exc}"[:MAX_REASON])
+    return _complete_task(ctx, task, worker, report)
+
+
+def _lock_job(s: Session, job_id: int) -> ScanJob | None:
+    """The job's row, locked until the transaction ends: every task reaches done under this lock."""
+    return s.scalar(select(ScanJob).where(ScanJob.id == job_id).with_for_update().execution_options(
+        populate_existing=True))
+
+
+def _complete_task(ctx: RegistryContext, task: ClaimedTask, worker: str, report: dict[str, Any]) -> bool:
+    with ctx.transaction() as s:
+        job = _lock_job(s, task.job_id)
+        row = s.get(ScanTask, task.id, populate_existing=True)
+        if job is None or row is None or job.state != RUNNING or row.state == DONE:
+            # Our lease ran out and another worker finished the blob first: its result stands.
+            log.info("task %s was finished by %s meanwhile; dropping this result", task.id,
+                     row.claimed_by if row is not None else "another worker")
+            return False
+        store_result(s, row.blob_digest, report)
+        row.state, row.finished_at, row.claimed_by, row.error = DONE, utcnow(), worker, None
+        return _took_last(s, job, worker)
+
+
+def fail_task(ctx: RegistryContext, task: ClaimedTask, worker: str, reason: str) -> bool:
+    """Put the task back in the queue, or dead-letter it after its last attempt; True when that completed the
+    job's last task."""
+    with ctx.transaction() as s:
+        job = _lock_job(s, task.job_id)
+        row = s.get(ScanTask, task.id, populate_existing=True)
+        if job is None or row is None or row.state != RUNNING or row.claimed_by != worker:
+            return False  # finished or taken over meanwhile
+        if row.attempts < MAX_ATTEMPTS:
+            row.state, row.error = QUEUED, f"attempt {row.attempts} of {MAX_ATTEMPTS} failed: {reason}"
+            return False
+        row.state, row.finished_at, row.error = DONE, utcnow(), DEAD + reason
+        log.error("dead-lettered scan task %s (blob %s of job %s): %s", row.id, row.blob_digest, job.id, reason)
+        return _took_last(s, job, worker)
+
+
+def _took_last(s: Session, job: ScanJob, worker: str) -> bool:
+    """Whether the job, still running, has no task left: then this worker finalises it, under a fresh lease."""
+    left = s.scalar(select(func.count()).select_from(ScanTask).where(
+        ScanTask.job_id == job.id, ScanTask.state != DONE))
+    if left or job.state != RUNNING:
+        return False
+    job.claimed_at, job.claimed_by = utcnow(), worker
+    return True
+
+
+def claim_job(ctx: RegistryContext, worker: str, lease_s: float) -> tuple[int, bool] | None:
+    """Take the oldest queued job and expand it into tasks; ``(job id, True)`` when it has no blob to scan, so
+    the caller finalises it at once."""
+    with ctx.transaction() as s:
+        job = s.scalar(select(ScanJob).where(ScanJob.state == QUEUED).order_by(ScanJob.id).limit(1)
+                       .with_for_update(skip_locked=True))
+        if job is None:
+            return None
+        job.state, job.claimed_at, job.claimed_by = RUNNING, utcnow(), worker
+        job.attempts += 1
+        if job.attempts > MAX_ATTEMPTS:
+            _give_up(s, job, worker)
+            return job.id, False
+        digests = digests_to_scan(s, job.version_id, rescan=job.rescan)
+        before = latest_verdicts(s, digests)
+        s.execute(delete(ScanTask).where(ScanTask.job_id == job.id))
+        s.add_all(ScanTask(job_id=job.id, blob_digest=d, state=QUEUED, attempts=0, previous_verdict=before.get(d))
+                  for d in digests)
+        return job.id, not digests
+
+
+def claim_unfinished(ctx: RegistryContext, worker: str, lease_s: float) -> tuple[int, bool] | None:
+    """Take a running job whose tasks are all done but which nobody finished: its finaliser died (lease ran out)
+    or failed. After ``MAX_ATTEMPTS`` claims the job is given up."""
+    stale = utcnow() - timedelta(seconds=lease_s)
+    open_tasks = select(ScanTask.id).where(ScanTask.job_id == ScanJob.id, ScanTask.state != DONE).exists()
+    with ctx.transaction() as s:
+        job = s.scalar(
+            select(ScanJob)
+            .where(ScanJob.state == RUNNING, or_(ScanJob.claimed_at.is_(None), ScanJob.claimed_at < stale),
+                   ~open_tasks)
+            .order_by(ScanJob.id).limit(1).with_for_update(skip_locked=True)
+        )
+        if job is None:
+            return None
+        job.claimed_at, job.claimed_by = utcnow(), worker
+        job.attempts += 1
+        if job.attempts > MAX_ATTEMPTS:
+            _give_up(s, job, worker)
+            return job.id, False
+        return job.id, True
+
+
+def _give_up(s: Session, job: ScanJob, worker: str) -> None:
+    """Dead-letter a job: its version's scan status becomes error (never clean), with no automatic retry."""
+    job.state, job.finished_at = DONE, utcnow()
+    job.error = f"{GAVE_UP} {MAX_ATTEMPTS} attempts"
+    version = s.get(Version, job.version_id)
+    assert version is not None
+    version.scan_status = Verdict.ERROR.value
+    version.scanner_version = SCANNER_VERSION  # tried with this scanner: no automatic retry loop
+    record_version_event(s, version, action="scan.failed", actor=f"scan-worker {worker}",
+                         details={"error": job.error})
+
+
+def finalise(ctx: RegistryContext, job_id: int, worker: str) -> None:
+    """Run the contamination step and record the verdict; a failure leaves the job to the next worker."""
+    actor = f"scan-worker {worker}"
+    try:
+        with ctx.transaction() as s:
+            job = s.get(ScanJob, job_id)
+            assert job is not None
+            version_id, rescan = job.version_id, job.rescan
+            tasks = list(s.scalars(select(ScanTask).where(ScanTask.job_id == job_id)))
+        failed = {t.blob_digest: (t.error or "").removeprefix(DEAD) for t in tasks if t.error and t.state == DONE}
+        previous = {t.blob_digest: t.previous_verdict for t in tasks if t.blob_digest not in failed}
+        # Datasets only: fingerprint match and index (synthetic.contamination). A failed scan ends as error anyway.
+        contamination = None if failed else analyse(ctx, version_id)
+        with ctx.transaction() as s:
+            job = _lock_job(s, job_id)
+            if job is None or job.state != RUNNING:
+                log.info("scan job %s was finished by another worker meanwhile", job_id)
+                return
+            finish_job(s, job, actor, contamination, failed)
+            if rescan:
+                changed = {d for d, v in latest_verdicts(s, list(previous)).items() if previous[d] != v}
+                refresh_sharers(s, version_id, changed)
+    except Exception:
+        log.exception("finishing scan job %s failed; it will be retried", job_id)
+        with ctx.transaction() as s:
+            job = _lock_job(s, job_id)
+            if job is not None and job.state == RUNNING and job.claimed_by == worker:
+                job.claimed_at, job.error = None, FINISH_FAILED

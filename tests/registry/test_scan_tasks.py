@@ -1,0 +1,206 @@
+"""Scan work shared per blob: several workers split one version, leases are taken over, a job is finished
+exactly once, and a blob that keeps failing is dead-lettered (the job ends as error), on both databases.
+
+Workers are real: each has its own engine (as separate processes would) and scans in the sandbox child.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+import threading
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select, update
+
+from registry.artifacts.holdings import record_holding
+from registry.artifacts.models import Version
+from registry.artifacts.versions import get_or_create_artifact, open_version, record_blob
+from registry.audit.models import AuditEntry
+from registry.core.context import RegistryContext
+from registry.core.db import make_engine, make_session_factory
+from registry.core.settings import Settings
+from registry.core.tables import utcnow
+from registry.lineage import quarantine
+from registry.push.commit import commit_version
+from registry.scanning import tasks
+from registry.scanning.models import ScanJob, ScanTask
+from registry.scanning.queue import enqueue
+from registry.scanning.results import GAVE_UP, MAX_ATTEMPTS, results_for
+from registry.web.metrics import RegistryStateCollector
+from signing.manifest import FileEntry, Manifest
+from tests.support.gate import MALICIOUS_PICKLE
+from tests.support.service import Reg
+
+LEASE_S = 60.0
+
+
+@pytest.fixture
+def ctx(reg: Reg, db_url: str, tmp_path: Path) -> Iterator[RegistryContext]:
+    context = _context(reg, db_url, tmp_path)
+    yield context
+    context.engine.dispose()
+
+
+def _context(reg: Reg, db_url: str, tmp_path: Path) -> RegistryContext:
+    """A worker's own context on the shared database and blob store."""
+    settings = Settings(data_dir=tmp_path, database_url=db_url, scan_lease_s=LEASE_S, scan_timeout_s=120)
+    engine = make_engine(db_url)
+    return RegistryContext(settings=settings, engine=engine, sessions=make_session_factory(engine), blobs=reg.blobs)
+
+
+@pytest.fixture
+def other(reg: Reg, db_url: str, tmp_path: Path) -> Iterator[RegistryContext]:
+    """A second worker, with its own engine."""
+    context = _context(reg, db_url, tmp_path)
+    yield context
+    context.engine.dispose()
+
+
+def _commit(reg: Reg, name: str, files: dict[str, bytes]) -> int:
+    entries = []
+    for path, data in files.items():
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        writer = reg.blobs.writer(digest, len(data))
+        writer.write(data)
+        writer.commit()
+        entries.append(FileEntry(path, len(data), digest))
+    manifest = Manifest.from_entries(entries)
+    with reg.session() as s:
+        for entry in manifest.files:
+            record_blob(s, entry.digest, entry.size)
+        record_holding(s, "acme", [entry.digest for entry in manifest.files])
+        art = get_or_create_artifact(s, "acme", name, "model", "tester")
+        version, _ = open_version(s, reg.blobs, art, "1", manifest, actor="tester")
+        commit_version(s, reg.blobs, version, actor="tester")
+        return version.id
+
+
+def _drain(ctx: RegistryContext, worker: str) -> None:
+    while tasks.run_once(ctx, worker):
+        pass
+
+
+def _state(reg: Reg, version_id: int) -> tuple[str | None, dict[str, str]]:
+    with reg.session() as s:
+        version = s.get(Version, version_id)
+        assert version is not None
+        results = results_for(s, version_id)
+        return version.scan_status, {f.path: results[f.digest].verdict for f in version.files if f.digest in results}
+
+
+def _audited(reg: Reg, action: str, name: str) -> int:
+    with reg.session() as s:
+        return s.scalar(select(func.count()).select_from(AuditEntry).where(
+            AuditEntry.action == action, AuditEntry.name == name)) or 0
+
+
+def _gauges(ctx: RegistryContext) -> dict[tuple[str, tuple[str, ...]], float]:
+    return {(sample.name, tuple(sample.labels.values())): sample.value
+            for family in RegistryStateCollector(ctx).collect() for sample in family.samples}
+
+
+def test_two_workers_share_a_version_and_reach_the_one_worker_verdict(
+        reg: Reg, ctx: RegistryContext, other: RegistryContext) -> None:
+    files = {f"shard-{i}.pkl": pickle.dumps({"layer": i, "weights": list(range(50))}) for i in range(3)}
+    files["extra.pkl"] = MALICIOUS_PICKLE
+    version_id = _commit(reg, "big", files)
+    _drain(ctx, "solo")
+    alone = _state(reg, version_id)
+    assert alone[0] == "malicious" and alone[1]["extra.pkl"] == "malicious" and len(alone[1]) == 4
+
+    with reg.session() as s:  # a rescan re-runs every blob, shared by two workers started before it is queued
+        version = s.get(Version, version_id)
+        assert version is not None
+        job_id = enqueue(s, version, rescan=True).id
+    stop = threading.Event()
+
+    def work(context: RegistryContext, name: str) -> None:
+        while not stop.is_set():
+            if not tasks.run_once(context, name):
+                time.sleep(0.02)
+
+    threads = [threading.Thread(target=work, args=(c, n)) for c, n in ((ctx, "w1"), (other, "w2"))]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline:
+            with reg.session() as s:
+                if s.scalar(select(ScanJob.state).where(ScanJob.id == job_id)) == "done":
+                    break
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    with reg.session() as s:
+        done = list(s.scalars(select(ScanTask).where(ScanTask.job_id == job_id)))
+        version = s.get(Version, version_id)
+        assert version is not None and quarantine.active_quarantine(s, version) is not None
+    assert len(done) == 4 and {t.state for t in done} == {"done"}
+    assert {t.claimed_by for t in done} == {"w1", "w2"}  # each worker scanned some blobs
+    assert _state(reg, version_id) == alone
+    assert _audited(reg, "scan.completed", "big") == 2  # the commit's scan and the rescan, each once
+
+
+def test_a_dead_workers_task_and_finalisation_are_taken_over_once(reg: Reg, ctx: RegistryContext) -> None:
+    version_id = _commit(reg, "lease", {f"f{i}.json": json.dumps({"i": i}).encode() for i in range(3)})
+    claimed = tasks.claim_job(ctx, "dead", LEASE_S)
+    assert claimed is not None and claimed[1] is False
+    job_id = claimed[0]
+    held = tasks.claim_task(ctx, "dead", LEASE_S)  # ... and the worker dies holding this task
+    assert held is not None
+    gauges = _gauges(ctx)
+    assert gauges[("mir_scan_tasks", ("running",))] == 1 and gauges[("mir_scan_tasks", ("queued",))] == 2
+    assert gauges[("mir_scan_tasks_lease_expired", ())] == 0
+
+    _drain(ctx, "live")  # the other blobs; the held one waits for its lease
+    assert _state(reg, version_id)[0] == "pending"
+    with reg.session() as s:
+        s.execute(update(ScanTask).where(ScanTask.id == held.id).values(
+            claimed_at=utcnow() - timedelta(seconds=LEASE_S + 1)))
+    assert _gauges(ctx)[("mir_scan_tasks_lease_expired", ())] == 1
+    _drain(ctx, "live")
+    with reg.session() as s:
+        task = s.get(ScanTask, held.id)
+        assert task is not None and (task.state, task.claimed_by, task.attempts) == ("done", "live", 2)
+    assert _state(reg, version_id)[0] == "clean"
+    # The dead worker comes back late: its result is dropped and nothing is finished twice.
+    assert tasks.run_task(ctx, held, "dead") is False
+    tasks.finalise(ctx, job_id, "dead")
+    assert _audited(reg, "scan.completed", "lease") == 1
+
+    # A finaliser that dies after the last task: the job waits for its lease, then another worker finishes it.
+    second = _commit(reg, "orphan", {"a.json": b'{"a": 1}', "b.json": b'{"b": 2}'})
+    claimed = tasks.claim_job(ctx, "dying", LEASE_S)
+    assert claimed is not None
+    last = [tasks.run_task(ctx, t, "dying") for t in iter(lambda: tasks.claim_task(ctx, "dying", LEASE_S), None)]
+    assert last == [False, True]  # it completed the last task, so it alone would finish the job ... and dies
+    assert tasks.run_once(ctx, "live") is False
+    with reg.session() as s:
+        s.execute(update(ScanJob).where(ScanJob.id == claimed[0]).values(
+            claimed_at=utcnow() - timedelta(seconds=LEASE_S + 1)))
+    assert tasks.run_once(ctx, "live") is True
+    assert _state(reg, second)[0] == "clean" and _audited(reg, "scan.completed", "orphan") == 1
+
+
+def test_a_blob_that_keeps_failing_is_dead_lettered_and_the_job_ends_as_error(reg: Reg, ctx: RegistryContext) -> None:
+    version_id = _commit(reg, "broken", {"config.json": b'{"ok": true}', "model.bin": b"weights that vanish"})
+    reg.blobs.path_for("sha256:" + hashlib.sha256(b"weights that vanish").hexdigest()).unlink()
+    _drain(ctx, "w")
+    with reg.session() as s:
+        failed = s.scalar(select(ScanTask).where(ScanTask.error.is_not(None)))
+        job = s.scalar(select(ScanJob).where(ScanJob.version_id == version_id))
+    assert failed is not None and failed.state == "done" and failed.attempts == MAX_ATTEMPTS
+    assert failed.error is not None and failed.error.startswith(GAVE_UP) and "FileNotFoundError" in failed.error
+    assert job is not None and job.state == "done" and job.error is not None
+    assert job.error.startswith(f"{GAVE_UP} {MAX_ATTEMPTS} attempts on model.bin: FileNotFoundError")
+    assert _state(reg, version_id) == ("error", {"config.json": "clean"})
+    assert _audited(reg, "scan.failed", "broken") == 1 and _audited(reg, "scan.completed", "broken") == 0
+    assert _gauges(ctx)[("mir_scan_tasks_dead_lettered", ())] == 1
