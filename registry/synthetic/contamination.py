@@ -25,7 +25,9 @@ process (never the API process):
    CSV or Parquet column) is ``"human"`` is not registered either. Each record
    is fingerprinted once for matching and indexing.
 4. Optionally (``MIR_SYNTHETIC_DETECTOR``), a zero-shot detector estimates the
-   synthetic fraction on a random sample (``MIR_SYNTHETIC_SAMPLE_SIZE``).
+   synthetic fraction on a random sample (``MIR_SYNTHETIC_SAMPLE_SIZE``),
+   calibrated on the namespace's own labelled datasets when it has enough
+   (``registry.synthetic.calibration``).
 
 The outcome is one ``contamination_results`` row (``report.registered`` says how
 many records were registered and how many were found in the parents); its
@@ -65,10 +67,10 @@ from registry.lineage.models import LineageEdge
 from registry.policy.documents import policy_for
 from registry.policy.synthetic_limits import check_limits
 from registry.synthetic import provenance as synthetic
-from registry.synthetic.detector import calibration_for, load_detector
+from registry.synthetic.calibration import choose_calibration
+from registry.synthetic.detector import load_detector
 from registry.synthetic.models import ContaminationResult, SyntheticFingerprint
 from scanners.contamination import (
-    Calibration,
     ContaminationError,
     ContaminationReport,
     FingerprintIndex,
@@ -283,7 +285,7 @@ def _analyse(ctx: RegistryContext, version_id: int, local: Callable[[str], Path]
         extra: dict[str, Any] = {"fingerprint": matched.to_dict()}
         if registered is not None:
             extra["registered"] = registered
-        stat_report, statistical = _statistical(settings, files, field, limit)
+        stat_report, statistical = _statistical(ctx, version_id, files, limit, local)
         if stat_report is not None:
             for finding in stat_report.findings:
                 report.add(finding)
@@ -397,10 +399,16 @@ def _detector_source(settings: Settings) -> Path | None:
 
 
 def _statistical(
-    settings: Settings, files: list[tuple[str, Path]], field: str, limit: float | None
+    ctx: RegistryContext, version_id: int, files: list[tuple[str, Path]], limit: float | None,
+    local: Callable[[str], Path],
 ) -> tuple[Report | None, dict[str, Any] | None]:
-    """The zero-shot estimate on a sample, when a detector is configured and torch/transformers are importable."""
+    """The zero-shot estimate on a sample, when a detector is configured and torch/transformers are importable.
+
+    Calibrated on the namespace's own labelled datasets when it has enough of them, else on the configured
+    file, else the built-in passages (``registry.synthetic.calibration``); the stored result says which.
+    """
     global _DETECTOR
+    settings = ctx.settings
     source = _detector_source(settings)
     if source is None:
         return None, None
@@ -408,13 +416,15 @@ def _statistical(
     try:
         if _DETECTOR is None:
             _DETECTOR = load_detector(source)
-        calibration: Calibration = calibration_for(settings, _DETECTOR)
+        chosen = choose_calibration(ctx, _DETECTOR, version_id, local, iter_records)
         estimate = _DETECTOR.estimate_synthetic_fraction(
-            iter_records(files, field), calibration, sample_size=settings.synthetic_sample_size
+            iter_records(files, settings.synthetic_text_field), chosen.calibration,
+            sample_size=settings.synthetic_sample_size,
         )
     except RecordFormatError:
         raise
     except ContaminationError as exc:
         log.warning("statistical detector unavailable: %s", exc)
         return None, {"error": str(exc)}
-    return estimate.to_report(max_fraction=1.0 if limit is None else limit), estimate.to_dict()  # never malicious
+    result = {**estimate.to_dict(), "calibration_source": chosen.to_dict()}
+    return estimate.to_report(max_fraction=1.0 if limit is None else limit, note=chosen.note), result  # never malicious

@@ -13,6 +13,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     String,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -51,4 +52,26 @@ class ContaminationResult(Base):
     matched_fraction: Mapped[float | None] = mapped_column(Float)
     report: Mapped[dict[str, Any]] = mapped_column(JSON)
     statistical: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class CalibrationSample(Base):
+    """The zero-shot detector's scores of one labelled dataset's calibration sample (registry.synthetic.calibration).
+
+    A cache: a committed version's records never change, so its sample (drawn with a seed from its id) scores
+    the same under the same model; ``model_key`` names the model, token limit and reading settings. ``role``
+    is ``human`` or ``synthetic`` (what was sampled: every record, or only those registered as synthetic).
+    ``scores`` holds one ``TextScore.to_row()`` per scored text; ``error`` says why a dataset gave none.
+    """
+
+    __tablename__ = "synthetic_calibration_samples"
+    __table_args__ = (UniqueConstraint("version_id", "role", "model_key", name="uq_synthetic_calibration_samples"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("versions.id", ondelete="CASCADE"), index=True)
+    role: Mapped[str] = mapped_column(String(16))
+    model_key: Mapped[str] = mapped_column(String(64))
+    sampled: Mapped[int] = mapped_column(Integer)
+    scores: Mapped[list[list[float]]] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(String(400), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
