@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from registry.artifacts import integrity as blob_integrity
 from registry.artifacts.models import Artifact, Blob, Version, VersionFile
 from registry.core.blob_stores import BlobStore
+from registry.core.blobstore import BlobStoreUnavailable
 from registry.core.chunks import CHUNK_SIZE, ChunkHasher, ChunkList, chunk_count
 
 ACTOR = "mir fsck"
@@ -96,6 +97,8 @@ def hash_stored(blobs: BlobStore, digest: str, size: int, advance: Advance) -> _
     except FileNotFoundError:
         advance(size)
         return _Hashed("missing", "the stored file is missing", None)
+    except BlobStoreUnavailable:
+        raise  # the store, not this blob: marking it would refuse every download of it until the next fsck
     except OSError as exc:
         advance(size)
         return _Hashed("missing", f"the stored file cannot be read: {exc.strerror}", None)

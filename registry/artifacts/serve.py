@@ -110,7 +110,9 @@ def _redirect(ctx: Any, served: ServedFile, headers: dict[str, str], error: Erro
         url = ctx.blobs.presigned_get(served.digest, ctx.settings.presigned_url_ttl_s,
                                       filename=served.path.rsplit("/", 1)[-1])
     except BlobStoreUnavailable as exc:
-        return error(BlobUnavailable("blob_store_unavailable", str(exc), 503))
+        log.error("no download URL for %s: %s", served.digest, exc)  # the store's words stay in the log
+        return error(BlobUnavailable("blob_store_unavailable", "the blob store cannot issue a download URL right "
+                                     "now; retry shortly", 503))
     kept = {k: v for k, v in headers.items() if k.lower() not in ("content-disposition", "accept-ranges")}
     return Response(status_code=302, headers={**kept, "Location": url, "Cache-Control": "no-store",
                                               "X-Mir-Size": str(served.size)})

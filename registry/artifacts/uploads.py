@@ -63,7 +63,8 @@ async def receive_blob(store: BlobStore, digest: str, size: int, body: AsyncIter
     except BaseException:
         if pending is not None:
             await asyncio.gather(pending, return_exceptions=True)  # the worker must be done with the file
-        writer.abort()
+        # Off the event loop: an object store's abort waits for the part in flight (up to a part's size).
+        await asyncio.shield(run_in_threadpool(writer.abort))
         raise
     assert writer.blake3_digest is not None and writer.chunks is not None
     return StoredBlob(writer.blake3_digest, writer.chunks)

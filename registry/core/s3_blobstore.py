@@ -13,9 +13,11 @@ config files, instance roles), and ``MIR_S3_ENDPOINT_URL`` points it at MinIO or
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,11 +27,12 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from registry.core.blobstore import BlobHashes, BlobStoreUnavailable, BlobTooLarge, check_growth
+from registry.core.blobstore import BlobDigestMismatch, BlobHashes, BlobStoreUnavailable, BlobTooLarge, check_growth
 from registry.core.chunks import ChunkList
 from signing.digests import parse_digest
 
 MiB = 1 << 20
+_PART_SENDERS = ThreadPoolExecutor(max_workers=16, thread_name_prefix="mir-s3-part")
 DEFAULT_PART_SIZE = 16 * MiB  # S3 parts are at least 5 MiB (the last excepted) and at most 10,000 per object
 MIN_PART_SIZE = 5 * MiB
 READ_PIECE = 1 * MiB
@@ -88,6 +91,7 @@ class S3BlobWriter:
         self._buffer = bytearray()
         self._upload_id: str | None = None
         self._parts: list[dict[str, Any]] = []
+        self._in_flight: Future[Any] | None = None
         self._done = False
 
     def write(self, chunk: bytes | bytearray | memoryview) -> None:
@@ -108,15 +112,26 @@ class S3BlobWriter:
                 self._send_part()
 
     def _send_part(self) -> None:
+        """Hand the buffered part to the upload thread; at most one part is in flight while the next one fills.
+
+        Sending overlaps hashing and receiving the next part, so memory is two parts per upload.
+        """
         store = self._store
         if self._upload_id is None:
             created = store.call("create_multipart_upload", Bucket=store.bucket, Key=store.key_for(self.digest))
             self._upload_id = created["UploadId"]
+        self._wait_in_flight()
         number = len(self._parts) + 1
-        answer = store.call("upload_part", Bucket=store.bucket, Key=store.key_for(self.digest),
-                            UploadId=self._upload_id, PartNumber=number, Body=bytes(self._buffer))
-        self._parts.append({"PartNumber": number, "ETag": answer["ETag"]})
-        self._buffer.clear()
+        body, self._buffer = bytes(self._buffer), bytearray()
+        self._in_flight = _PART_SENDERS.submit(
+            store.call, "upload_part", Bucket=store.bucket, Key=store.key_for(self.digest),
+            UploadId=self._upload_id, PartNumber=number, Body=body)
+        self._parts.append({"PartNumber": number, "ETag": ""})
+
+    def _wait_in_flight(self) -> None:
+        if self._in_flight is not None:
+            future, self._in_flight = self._in_flight, None
+            self._parts[-1]["ETag"] = future.result()["ETag"]
 
     def commit(self) -> None:
         """Check size and digest, then make the object visible (complete the upload, or one PUT if small)."""
@@ -127,6 +142,7 @@ class S3BlobWriter:
         else:
             if self._buffer:
                 self._send_part()
+            self._wait_in_flight()
             store.call("complete_multipart_upload", Bucket=store.bucket, Key=key, UploadId=self._upload_id,
                        MultipartUpload={"Parts": self._parts})
         self._buffer = bytearray()
@@ -136,6 +152,10 @@ class S3BlobWriter:
     def abort(self) -> None:
         """Drop the parts sent so far; nothing becomes visible (best effort: ``sweep_temp`` retries later)."""
         self._buffer = bytearray()
+        if self._in_flight is not None:
+            with contextlib.suppress(Exception):
+                self._in_flight.result()
+            self._in_flight = None
         if self._upload_id is not None and not self._done:
             with contextlib.suppress(BlobStoreUnavailable):
                 self._store.call("abort_multipart_upload", Bucket=self._store.bucket,
@@ -305,7 +325,7 @@ class S3BlobStore:
         """Abort multipart uploads under this prefix started more than ``older_than_s`` ago (crashed writers)."""
         cutoff = datetime.now(UTC) - timedelta(seconds=older_than_s)
         aborted = 0
-        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": self.prefix}
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": f"{self.prefix}/" if self.prefix else ""}
         while True:
             page = self.call("list_multipart_uploads", **kwargs)
             for upload in page.get("Uploads", []):
@@ -348,9 +368,13 @@ class S3BlobStore:
         fd, name = tempfile.mkstemp(dir=spool_dir, prefix="scan-", suffix=".blob")
         path = Path(name)
         try:
+            whole = hashlib.sha256()
             with os.fdopen(fd, "wb") as out:
                 for piece in self.read_range(digest):
+                    whole.update(piece)
                     out.write(piece)
+            if "sha256:" + whole.hexdigest() != digest:  # never scan (and vouch for) other bytes than the digest's
+                raise BlobDigestMismatch(f"the stored object of {digest} does not hash to its digest")
             yield path
         finally:
             path.unlink(missing_ok=True)

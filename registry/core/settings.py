@@ -11,6 +11,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MiB = 1 << 20
@@ -40,7 +41,9 @@ class Settings(BaseSettings):
     # "redirect": GETs of a file answer 302 to a short-lived presigned store URL (stores that can issue them);
     # "proxy": the API streams every byte (for stores that clients cannot reach). Checks run before either.
     blob_downloads: Literal["redirect", "proxy"] = "redirect"
-    presigned_url_ttl_s: int = 300
+    # How long a presigned download URL works: whoever holds it reads the blob until then, whatever is revoked
+    # or quarantined meanwhile, so it is short (at most an hour; a pull renews an expired URL by itself).
+    presigned_url_ttl_s: int = Field(default=300, ge=1, le=3600)
     # Scanning a blob from an object store copies it to a temporary file here first (one blob at a time).
     scan_spool_dir: Path | None = None
     host: str = "127.0.0.1"

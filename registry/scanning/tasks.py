@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select
+from sqlalchemy import delete, func, or_, select, true
 from sqlalchemy.orm import Session
 
 from registry.artifacts.models import Version
@@ -68,37 +68,44 @@ def default_worker_id() -> str:
 
 
 def run_once(ctx: RegistryContext, worker: str | None = None) -> bool:
-    """Do one unit of work, in this order: a blob's scan (finishing the job if it was the last), a job whose
-    finaliser died, a new job's expansion. False when there is nothing to do.
+    """Do one unit of work, in this order: a new job's expansion, a job whose finaliser died, a blob's scan
+    (finishing the job if it was the last). False when there is nothing to do.
 
-    Open tasks go first so that workers finish the versions they started before expanding the next one.
+    Expanding is quick (no bytes are read), so every queued version has its tasks at once, and ``claim_task``
+    can give a version that no worker is scanning the next free worker: one tenant's version of many blobs
+    does not hold every worker while another tenant's waits.
     """
     worker = worker or default_worker_id()
     lease_s = ctx.settings.scan_lease_s
-    task = claim_task(ctx, worker, lease_s)
-    if task is not None:
-        if run_task(ctx, task, worker):
-            finalise(ctx, task.job_id, worker)
-        return True
-    for claim in (claim_unfinished, claim_job):
+    for claim in (claim_job, claim_unfinished):
         claimed = claim(ctx, worker, lease_s)
         if claimed is not None:
             job_id, ready = claimed
             if ready:
                 finalise(ctx, job_id, worker)
             return True
-    return False
+    task = claim_task(ctx, worker, lease_s)
+    if task is None:
+        return False
+    if run_task(ctx, task, worker):
+        finalise(ctx, task.job_id, worker)
+    return True
 
 
 def claim_task(ctx: RegistryContext, worker: str, lease_s: float) -> ClaimedTask | None:
-    """Take the oldest queued task, or one whose worker died (its lease ran out)."""
+    """Take a queued task, or one whose worker died (its lease ran out): the oldest of a job that no worker is
+    scanning now, else the oldest. So N workers share one large version, yet a version queued behind it gets
+    the next free worker instead of waiting for all of its blobs."""
     stale = utcnow() - timedelta(seconds=lease_s)
+    claimable = or_(ScanTask.state == QUEUED, (ScanTask.state == RUNNING) & (ScanTask.claimed_at < stale))
+    scanning = select(ScanTask.job_id).where(ScanTask.state == RUNNING, ScanTask.claimed_at >= stale)
     with ctx.transaction() as s:
-        task = s.scalar(
-            select(ScanTask)
-            .where(or_(ScanTask.state == QUEUED, (ScanTask.state == RUNNING) & (ScanTask.claimed_at < stale)))
-            .order_by(ScanTask.id).limit(1).with_for_update(skip_locked=True)
-        )
+        task = None
+        for preferred in (ScanTask.job_id.not_in(scanning), true()):
+            task = s.scalar(select(ScanTask).where(claimable, preferred)
+                            .order_by(ScanTask.id).limit(1).with_for_update(skip_locked=True))
+            if task is not None:
+                break
         if task is None:
             return None
         task.state, task.claimed_at, task.claimed_by = RUNNING, utcnow(), worker
@@ -115,7 +122,10 @@ def run_task(ctx: RegistryContext, task: ClaimedTask, worker: str) -> bool:
         report = scan_blob(ctx, task.digest)
     except Exception as exc:
         log.exception("scanning blob %s (task %s, attempt %s) failed", task.digest, task.id, task.attempts)
-        return fail_task(ctx, task, worker, f"{type(exc).__name__}: {exc}"[:MAX_REASON])
+        # The kind of failure only: the reason reaches the job's error and its scan.failed audit entry, which
+        # the namespace's readers read, and the message may name the store's endpoint, bucket and keys or the
+        # worker's paths (the log above has it in full).
+        return fail_task(ctx, task, worker, type(exc).__name__[:MAX_REASON])
     return _complete_task(ctx, task, worker, report)
 
 

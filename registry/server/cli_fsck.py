@@ -32,6 +32,7 @@ def fsck_command(
     from sqlalchemy.exc import SQLAlchemyError
 
     from registry.artifacts import fsck
+    from registry.core.blobstore import BlobStoreUnavailable
     from registry.core.context import RegistryContext
     from registry.server.migrate import SchemaMismatchError, ensure_schema
     from registry.server.operator_settings import load_settings
@@ -48,7 +49,7 @@ def fsck_command(
             task = bars.add_task(f"fsck {count} blob(s)", total=total)
             report = fsck.run(ctx.transaction, ctx.blobs, workers=workers,
                               advance=lambda n: bars.advance(task, n))
-    except (SchemaMismatchError, SQLAlchemyError, ValueError) as exc:
+    except (SchemaMismatchError, SQLAlchemyError, ValueError, BlobStoreUnavailable) as exc:
         err.print(f"[red]error:[/red] cannot check the store: {str(exc).splitlines()[0]}")
         raise typer.Exit(2) from exc
     if as_json:

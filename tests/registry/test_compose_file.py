@@ -118,7 +118,11 @@ def db_user(url: str) -> str:
 
 def mc_scripts(doc: Doc) -> list[str]:
     """The shell text the MinIO client services run."""
-    return [" ".join(command(s)) for s in doc["services"].values() if str(s.get("image", "")).startswith("minio/mc")]
+    return [t for s in doc["services"].values() for t in mc_scripts_of(s)]
+
+
+def mc_scripts_of(service: dict[str, Any]) -> list[str]:
+    return [" ".join(command(service))] if str(service.get("image", "")).startswith("minio/mc") else []
 
 
 # ---------------------------------------------------------------- checks (each returns its problems)
@@ -259,9 +263,18 @@ def check_object_store(doc: Doc) -> list[str]:
     out += [f"MIR_S3_ENDPOINT_URL {url} is not where the mc service creates the bucket ({sorted(aliased)})"
             for url in endpoints if url not in aliased]
     minio = [s for s in doc["services"].values() if str(s.get("image", "")).startswith("minio/minio")]
-    users = {env(s).get("MINIO_ROOT_USER") for s in minio}
-    out += [f"{name}'s AWS_ACCESS_KEY_ID is not a key MinIO knows" for name, s in parts.items()
+    roots = {env(s).get("MINIO_ROOT_USER") for s in minio}
+    creators = [s for s in doc["services"].values() if any("mc admin user add" in t for t in mc_scripts_of(s))]
+    users = {env(s).get("MIR_S3_ACCESS_KEY") for s in creators}
+    policies = [t for s in creators for t in mc_scripts_of(s)]
+    out += [f"{name}'s AWS_ACCESS_KEY_ID is not a user the mc service creates" for name, s in parts.items()
             if env(s).get("AWS_ACCESS_KEY_ID") not in users]
+    out += [f"{name} signs with MinIO's root key" for name, s in parts.items()
+            if env(s).get("AWS_ACCESS_KEY_ID") in roots]
+    buckets = {urlsplit(store).netloc for store in stores}
+    out += ["mir's MinIO user is not limited to its bucket" for text in policies
+            if not buckets or any(f"arn:aws:s3:::{b}" not in text for b in buckets) or '"arn:aws:s3:::*"' in text
+            or "mc admin policy attach" not in text]
     published = {str(p).split(":")[-2] for s in minio for p in s.get("ports", []) if ":" in str(p)}
     out += [f"{name}'s MIR_S3_PUBLIC_ENDPOINT_URL is not a port MinIO publishes" for name, s in parts.items()
             if "MIR_S3_PUBLIC_ENDPOINT_URL" in env(s)
@@ -351,6 +364,9 @@ BROKEN: dict[str, tuple[Callable[[Doc], None], str]] = {
     "an S3 key MinIO does not know": (
         lambda d: _services(d)["worker-2"]["environment"].update(AWS_ACCESS_KEY_ID="nobody"),
         "worker-2's AWS_ACCESS_KEY_ID"),
+    "signs-with-root": (
+        lambda d: _services(d)["api-1"]["environment"].update(AWS_ACCESS_KEY_ID="mir-minio-admin"),
+        "api-1 signs with MinIO's root key"),
 }
 
 

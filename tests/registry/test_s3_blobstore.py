@@ -145,3 +145,13 @@ def test_bad_urls_are_refused(url: str) -> None:
     with pytest.raises(ValueError):
         parse_s3_url(url)
     assert parse_s3_url("s3://bucket/a/b/") == ("bucket", "a/b")
+
+
+def test_local_copy_refuses_an_object_that_rotted_in_the_store(store: S3BlobStore, tmp_path: Path) -> None:
+    """A scanner must never vouch for bytes other than the digest's: the spooled copy is hashed on the way."""
+    data = os.urandom(5000)
+    _write(store, data)
+    store.client.put_object(Bucket=store.bucket, Key=store.key_for(sha(data)), Body=data[:-1] + b"\0")
+    with pytest.raises(BlobDigestMismatch), store.local_copy(sha(data), tmp_path / "spool", max_bytes=10_000):
+        pass
+    assert list((tmp_path / "spool").iterdir()) == []
