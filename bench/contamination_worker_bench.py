@@ -1,7 +1,8 @@
 """The scan worker's contamination step on a dataset upload: records/s for a plain upload and a ``generated_by``
 upload (which is also fingerprinted into the index), on SQLite.
 
-Run: ``.venv/bin/python bench/contamination_worker_bench.py [--records 20000] [--repeat 3] [--no-passages]``
+Run: ``.venv/bin/python bench/contamination_worker_bench.py [--records 20000] [--repeat 3] [--no-passages]
+[--semantic]``
 
 A model, a ``generated_by`` dataset of ``--records`` generated records (20-80 words, the tests' word
 frequencies) and a plain dataset of as many other records are committed through the service layer; then
@@ -74,11 +75,14 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=20_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--no-passages", action="store_true", help="MIR_SYNTHETIC_PASSAGES=false")
+    parser.add_argument("--semantic", action="store_true", help="MIR_SYNTHETIC_SEMANTIC=true (the semantic layer)")
     args = parser.parse_args()
     n = args.records
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{tmp}/bench.db"
         extra: dict[str, Any] = {"synthetic_passages": False} if args.no_passages else {}
+        if args.semantic:
+            extra["synthetic_semantic"] = True
         settings = Settings(database_url=url, blob_store=f"file://{tmp}/blobs", data_dir=Path(tmp), **extra)
         ctx = RegistryContext.create(settings)
         ensure_schema(ctx.engine, url, auto_migrate=True)
@@ -90,7 +94,8 @@ def main() -> None:
         gen_s = timed(ctx, generated, args.repeat)
         plain_s = timed(ctx, plain, args.repeat)
         ctx.engine.dispose()
-    print(f"{n:,} records of 20-80 words, best of {args.repeat}, passages {'off' if args.no_passages else 'on'}:")
+    print(f"{n:,} records of 20-80 words, best of {args.repeat}, passages {'off' if args.no_passages else 'on'}"
+          f"{', semantic layer on' if args.semantic else ''}:")
     print(f"  plain upload (match only):              {n / plain_s:>8,.0f} records/s ({plain_s:.1f} s)")
     print(f"  generated_by upload (match and index):  {n / gen_s:>8,.0f} records/s ({gen_s:.1f} s)")
 

@@ -87,6 +87,11 @@ class Settings(BaseSettings):
     # (namespaces are tenants: a match must not tell one tenant what another's hidden data holds), or every
     # namespace ("registry", for one organisation whose namespaces are teams; reports still hide names).
     synthetic_match_scope: Literal["namespace", "registry"] = "namespace"
+    # Optional semantic near-duplicate layer (registry.synthetic.semantic; needs the `semantic` extra):
+    # paraphrases and heavy edits of registered synthetic records, at this cosine similarity or more (the
+    # default was chosen by measurement, bench/semantic_eval_bench.py; results report its false-match rate).
+    synthetic_semantic: bool = False
+    synthetic_semantic_threshold: float = Field(default=0.90, gt=0.0, le=1.0)
 
     @cached_property
     def resolved_database_url(self) -> str:

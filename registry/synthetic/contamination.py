@@ -67,6 +67,7 @@ from registry.lineage.models import LineageEdge
 from registry.policy.documents import policy_for
 from registry.policy.synthetic_limits import check_limits
 from registry.synthetic import provenance as synthetic
+from registry.synthetic import semantic as semantic_layer
 from registry.synthetic.calibration import choose_calibration
 from registry.synthetic.detector import load_detector
 from registry.synthetic.models import ContaminationResult, SyntheticFingerprint
@@ -261,6 +262,7 @@ def _analyse(ctx: RegistryContext, version_id: int, local: Callable[[str], Path]
     matched: ContaminationReport | None = None
     registered: dict[str, Any] | None = None
     human: FingerprintIndex | None = None
+    semantic_outcome: semantic_layer.Outcome | None = None
     try:
         matched = ContaminationReport()
         if generators:
@@ -289,6 +291,8 @@ def _analyse(ctx: RegistryContext, version_id: int, local: Callable[[str], Path]
         if stat_report is not None:
             for finding in stat_report.findings:
                 report.add(finding)
+        semantic_outcome = semantic_layer.scan(ctx, version_id, iter_records(files, field, origin_field), own, limit,
+                                               report, extra)  # optional layer: MIR_SYNTHETIC_SEMANTIC
     except _ParentError as exc:
         report, extra = _error_result(str(exc))
         matched = own = None
@@ -299,6 +303,7 @@ def _analyse(ctx: RegistryContext, version_id: int, local: Callable[[str], Path]
     extra["text_field"] = field
     with ctx.transaction() as s:
         indexed = store_fingerprints(s, version_id, own, generator_label) if own is not None else None
+        semantic_layer.store(s, version_id, semantic_outcome)
         row = s.get(ContaminationResult, version_id) or ContaminationResult(version_id=version_id)
         row.verdict = report.verdict.value
         row.total_records = matched.total_records if matched is not None else None

@@ -75,3 +75,22 @@ class CalibrationSample(Base):
     scores: Mapped[list[list[float]]] = mapped_column(JSON)
     error: Mapped[str | None] = mapped_column(String(400), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class SyntheticEmbedding(Base):
+    """One record of a dataset registered as synthetic, as a semantic vector (registry.synthetic.semantic).
+
+    ``vector`` is the record's unit embedding, 256 little-endian float16 (512 bytes), never its text;
+    ``model_key`` names the embedding model and pooling that made it (vectors of another model are never
+    compared). Only records the fingerprint layer registers get one (not those found in human parents or
+    marked human), when the optional layer is on.
+    """
+
+    __tablename__ = "synthetic_embeddings"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("versions.id", ondelete="CASCADE"), index=True)
+    ordinal: Mapped[int] = mapped_column(Integer)
+    generator_ref: Mapped[str] = mapped_column(String(400))
+    model_key: Mapped[str] = mapped_column(String(64))
+    vector: Mapped[bytes] = mapped_column(LargeBinary)

@@ -448,6 +448,21 @@ def _redact(data: dict[str, Any], can_read: CanRead) -> dict[str, Any]:
     return data
 
 
+def _redact_semantic(section: Any, can_read: CanRead) -> dict[str, Any] | None:
+    """The semantic layer's section (registry.synthetic.semantic) with unreadable dataset and generator names
+    counted as ``hidden``; None when the layer did not run."""
+    if not isinstance(section, dict):
+        return None
+    out = dict(section)
+    for key in ("per_dataset", "per_generator"):
+        counts: dict[str, int] = {}
+        for label, count in (section.get(key) or {}).items():
+            shown = label if _readable_label(str(label), can_read) else "hidden"
+            counts[shown] = counts.get(shown, 0) + int(count)
+        out[key] = counts
+    return out
+
+
 def fingerprint_summary(
     session: Session, version: Version, can_read: CanRead = everyone
 ) -> dict[str, Any] | None:
@@ -471,6 +486,7 @@ def fingerprint_summary(
         "text_field": report.get("text_field"),
         "error": report.get("error"),
         "statistical": row.statistical,
+        "semantic": _redact_semantic(report.get("semantic"), can_read),
         "analysed_at": row.created_at.isoformat() if row.created_at else None,
     }, can_read)
 
