@@ -91,7 +91,7 @@ class Settings(BaseSettings):
     # paraphrases and heavy edits of registered synthetic records, at this cosine similarity or more (the
     # default was chosen by measurement, bench/semantic_eval_bench.py; results report its false-match rate).
     synthetic_semantic: bool = False
-    synthetic_semantic_threshold: float = Field(default=0.90, gt=0.0, le=1.0)
+    synthetic_semantic_threshold: float = Field(default=0.91, gt=0.0, le=1.0)
 
     @cached_property
     def resolved_database_url(self) -> str:
