@@ -15,7 +15,6 @@ from typing import Protocol
 
 from registry.core.blobstore import LocalBlobStore
 from registry.core.chunks import ChunkList
-from registry.core.s3_blobstore import S3BlobStore
 from registry.core.settings import Settings
 
 
@@ -63,6 +62,9 @@ def open_blob_store(settings: Settings) -> BlobStore:
     """The store ``MIR_BLOB_STORE`` names: ``s3://bucket/prefix`` or a local directory (``file://`` or a path)."""
     url = settings.resolved_blob_store
     if url.startswith("s3://"):
+        # boto3 costs a third of a second to import: only processes that use an object store pay it.
+        from registry.core.s3_blobstore import S3BlobStore
+
         return S3BlobStore.from_url(url, endpoint_url=settings.s3_endpoint_url, region=settings.s3_region,
                                     public_endpoint_url=settings.s3_public_endpoint_url)
     return LocalBlobStore.from_url(url)
