@@ -7,27 +7,19 @@ their paraphrases below were written for this test; the unrelated human text is 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import pydoc_data.topics
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import select
 
-from registry.artifacts.holdings import record_holding
 from registry.artifacts.models import Version
-from registry.artifacts.versions import get_or_create_artifact, open_version, record_blob
 from registry.core.context import RegistryContext
-from registry.core.names import parse_ref
-from registry.core.settings import Settings
-from registry.lineage import edges as lineage
 from registry.policy import documents
-from registry.push.commit import commit_version
 from registry.synthetic.contamination import analyse
 from registry.synthetic.models import ContaminationResult, SyntheticEmbedding
 from registry.synthetic.provenance import fingerprint_summary
-from signing.manifest import FileEntry, Manifest
+from tests.registry.test_detector_calibration import context, push_dataset
 from tests.support.service import Reg, edge
 
 GENERATED = [
@@ -71,33 +63,6 @@ def human_paragraphs(n: int) -> list[str]:
     """Human text on another subject: paragraphs of the Python Language Reference (pydoc_data)."""
     paragraphs = [" ".join(p.split()) for text in pydoc_data.topics.topics.values() for p in text.split("\n\n")]
     return [p for p in paragraphs if len(p.split()) >= 40][:n]
-
-
-def push_dataset(reg: Reg, reference: str, rows: list[dict[str, Any]], *decls: dict[str, Any],
-                 kind: str = "dataset") -> int:
-    """A committed version holding ``rows`` as one JSON lines file (a model: one small file)."""
-    ref = parse_ref(reference, require_ref=True)
-    data = ("".join(json.dumps(r) + "\n" for r in rows) if rows else reference).encode()
-    digest = "sha256:" + hashlib.sha256(data).hexdigest()
-    with reg.session() as s:
-        if not reg.blobs.exists(digest, len(data)):
-            writer = reg.blobs.writer(digest, len(data))
-            writer.write(data)
-            writer.commit()
-        record_blob(s, digest, len(data))
-        record_holding(s, ref.namespace, [digest])
-        manifest = Manifest.from_entries([FileEntry("data.jsonl" if rows else "weights.bin", len(data), digest)])
-        art = get_or_create_artifact(s, ref.namespace, ref.name, kind, "admin")
-        version, resumed = open_version(s, reg.blobs, art, ref.ref or "", manifest, actor="admin")
-        lineage.declare_at_open(s, version, lineage.parse_declarations(list(decls)), can_read=lambda _: True,
-                                actor="admin", resumed=resumed)
-        commit_version(s, reg.blobs, version, actor="admin")
-        return version.id
-
-
-def context(reg: Reg, tmp_path: Path, **settings: Any) -> RegistryContext:
-    return RegistryContext(settings=Settings(data_dir=tmp_path / "data", **settings), engine=reg.engine,
-                           sessions=reg.sessions, blobs=reg.blobs)
 
 
 def result(reg: Reg, version_id: int) -> ContaminationResult:
