@@ -15,7 +15,6 @@ import math
 import struct
 from typing import TYPE_CHECKING
 
-from scanners import chat_template
 from scanners.errors import LimitExceeded, MalformedError, TruncatedError
 from scanners.report import Verdict
 
@@ -138,6 +137,8 @@ def _check_template(ctx: Context, key: str, raw: bytes, member: str) -> None:
         ctx.add(Verdict.SUSPICIOUS, f"chat template {key!r} is not valid UTF-8 (byte {exc.start}); analysed "
                 "with the invalid bytes dropped, as a lenient loader reads it", member=member, symbol=key)  # fmt: skip
         text = raw.decode("utf-8", "ignore")
+    from scanners import chat_template  # jinja2: imported only where a template is found
+
     for verdict, message in chat_template.analyse(text):
         ctx.add(verdict, f"chat template {key!r}: {message}", member=member, symbol=key)
 

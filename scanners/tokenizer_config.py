@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 
-from scanners import chat_template
 from scanners.context import Context
 from scanners.report import Verdict
 
@@ -93,5 +92,7 @@ def check(ctx: Context, keeper: TextKeeper, member: str) -> None:
 
 
 def _analyse(ctx: Context, key: str, template: str, member: str) -> None:
+    from scanners import chat_template  # jinja2: imported only where a template is found
+
     for verdict, message in chat_template.analyse(template):
         ctx.add(verdict, f"chat template {key}: {message}", member=member, symbol=key)

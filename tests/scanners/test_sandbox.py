@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import gzip
+import os
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -86,3 +89,31 @@ def test_report_from_dict_rejects_malformed_input(data: dict[str, object]) -> No
 def test_report_from_dict_never_improves_the_verdict() -> None:
     report = report_from_dict({"scanner": "x", "format": "y", "verdict": "error", "findings": []})
     assert report.verdict is Verdict.ERROR
+
+
+HEAVY_LIBRARIES = ("py7zr", "numpy", "h5py", "jinja2")
+
+
+def _imported_after_scan(path: Path) -> set[str]:
+    """Which heavy libraries a fresh interpreter has imported after scanning ``path`` the way the sandbox does."""
+    code = (
+        "import sys; from scanners.api import scan_path; scan_path(sys.argv[1]); "
+        f"print(' '.join(sorted({{m.split('.')[0] for m in sys.modules}} & {set(HEAVY_LIBRARIES)!r})))"
+    )
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True,
+                         cwd=root, env={**os.environ, "PYTHONPATH": str(root)})
+    return set(out.stdout.split())
+
+
+def test_a_sandbox_imports_only_the_libraries_its_format_needs(tmp_path: Path) -> None:
+    """Each file is scanned by a fresh process: a pickle or a config must not pay for py7zr, h5py or jinja2."""
+    pickle_file = tmp_path / "evil.pkl"
+    pickle_file.write_bytes(os_system_pickle(2))
+    config = tmp_path / "config.json"
+    config.write_text('{"hidden_size": 8}')
+    assert _imported_after_scan(pickle_file) == set()
+    assert _imported_after_scan(config) == set()
+    templated = tmp_path / "tokenizer_config.json"
+    templated.write_text('{"chat_template": "{% for m in messages %}{{ m.content }}{% endfor %}"}')
+    assert _imported_after_scan(templated) == {"jinja2"}  # and a format that needs one still gets it
