@@ -14,12 +14,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from registry.artifacts.gc import hold_blobs_against_gc
 from registry.artifacts.models import Blob, NamespaceBlob
 from registry.core.blob_stores import BlobStore
+from registry.core.db import insert_unless_present
 
 CanRead = Callable[[str], bool]
 _IN_CHUNK = 500
@@ -56,30 +56,12 @@ def _intact(session: Session, wanted: Mapping[str, int]) -> dict[str, set[str]]:
     return found
 
 
-def _holders(session: Session, digests: Iterable[str]) -> dict[str, set[str]]:
-    """For each digest, the namespaces that hold it."""
-    holders: dict[str, set[str]] = {}
-    for chunk in _chunks(sorted(set(digests))):
-        rows = session.execute(
-            select(NamespaceBlob.digest, NamespaceBlob.namespace).where(NamespaceBlob.digest.in_(chunk))
-        )
-        for digest, namespace in rows:
-            holders.setdefault(digest, set()).add(namespace)
-    return holders
-
-
 def record_holding(session: Session, namespace: str, digests: Iterable[str]) -> None:
     """The namespace now holds these blobs (idempotent, safe under concurrent pushes)."""
-    wanted = set(digests)
-    if not wanted:
-        return
-    held = {d for d, owners in _holders(session, wanted).items() if namespace in owners}
-    for digest in sorted(wanted - held):
-        try:
-            with session.begin_nested():
-                session.add(NamespaceBlob(namespace=namespace, digest=digest))
-        except IntegrityError:
-            continue
+    wanted = sorted(set(digests))
+    for start in range(0, len(wanted), _IN_CHUNK):
+        chunk = wanted[start : start + _IN_CHUNK]
+        insert_unless_present(session, NamespaceBlob, [{"namespace": namespace, "digest": d} for d in chunk])
 
 
 def missing_for_push(

@@ -19,6 +19,7 @@ from registry.artifacts.models import Blob, BlobChunks, Version, VersionFile
 from registry.audit import log as audit
 from registry.core.blob_stores import BlobStore
 from registry.core.chunks import HASH_LEN, ChunkList
+from registry.core.db import insert_unless_present
 from registry.core.tables import utcnow
 
 CORRUPT_ACTION = "blob.corrupt"
@@ -40,13 +41,9 @@ class Where(NamedTuple):
 
 def record_chunks(session: Session, digest: str, chunks: ChunkList) -> None:
     """Store the chunk list of a blob whose bytes were just hashed in full (idempotent; the blob row must exist)."""
-    if session.scalar(select(BlobChunks.digest).where(BlobChunks.digest == digest)) is not None:
-        return
-    try:
-        with session.begin_nested():
-            session.add(BlobChunks(digest=digest, chunk_size=chunks.chunk_size, hashes=chunks.hashes))
-    except IntegrityError:
-        pass
+    insert_unless_present(
+        session, BlobChunks, {"digest": digest, "chunk_size": chunks.chunk_size, "hashes": chunks.hashes}
+    )
 
 
 def replace_chunks(session: Session, digest: str, chunks: ChunkList) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -21,6 +21,7 @@ from registry.audit import log as audit
 from registry.audit.models import QueuedAuditEvent
 from registry.core.blob_stores import BlobStore
 from registry.core.chunks import ChunkList
+from registry.core.db import insert_unless_present
 from registry.core.errors import ApiError, not_found
 from registry.core.names import InvalidNameError, ReservedNameError, validate_new_alias, validate_new_version
 from registry.core.tables import utcnow
@@ -206,16 +207,9 @@ def record_blob(
 ) -> None:
     """Insert the blob row if absent (idempotent under concurrent uploads); fill in a missing BLAKE3 digest
     and chunk list (what lets Range responses be checked)."""
-    existing = session.get(Blob, digest)
-    if existing is not None:
-        if existing.blake3 is None and blake3 is not None:
-            existing.blake3 = blake3
-    else:
-        try:
-            with session.begin_nested():
-                session.add(Blob(digest=digest, size=size, blake3=blake3))
-        except IntegrityError:
-            pass
+    insert_unless_present(session, Blob, {"digest": digest, "size": size, "blake3": blake3})
+    if blake3 is not None:  # a row recorded before BLAKE3 digests were kept
+        session.execute(update(Blob).where(Blob.digest == digest, Blob.blake3.is_(None)).values(blake3=blake3))
     if chunks is not None:
         blob_integrity.record_chunks(session, digest, chunks)
 

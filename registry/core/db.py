@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 
 def is_sqlite(url: str) -> bool:
@@ -77,3 +78,18 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
         session.close()
     for hook in session.info.pop(_AFTER_COMMIT, ()):
         hook()
+
+
+def insert_unless_present(
+    session: Session, model: type[DeclarativeBase], rows: dict[str, Any] | list[dict[str, Any]]
+) -> None:
+    """INSERT rows, skipping any whose key exists (``ON CONFLICT DO NOTHING``, both backends), in one statement.
+
+    Where a look-up, a savepoint, the insert and its release took four round trips per row: idempotent rows (a
+    blob, its chunk list, a namespace's holdings) are written on every upload, concurrently. A row another
+    transaction is inserting makes this wait for it, as a unique-key conflict would.
+    """
+    if not rows:
+        return
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    session.execute(dialect.insert(model).values(rows).on_conflict_do_nothing())
