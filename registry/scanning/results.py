@@ -26,7 +26,7 @@ from registry.lineage import quarantine
 from registry.lineage.graph import CanRead, everyone
 from registry.scanning.models import ScanJob, ScanResult
 from registry.scanning.queue import DONE, PENDING, QUEUED, RUNNING, enqueue
-from registry.synthetic.contamination import flag_limits
+from registry.synthetic.limits import flag_limits
 from registry.synthetic.provenance import fingerprint_summary
 from scanners.api import SCANNER_NAME
 from scanners.globals_policy import UNLISTED

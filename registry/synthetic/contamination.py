@@ -58,15 +58,13 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
 from registry.artifacts.models import Artifact, Version
-from registry.artifacts.versions import record_version_event, version_label
+from registry.artifacts.versions import version_label
 from registry.core.context import RegistryContext
 from registry.core.settings import Settings
 from registry.core.tables import utcnow
 from registry.lineage.graph import NodeIndex
 from registry.lineage.models import LineageEdge
 from registry.policy.documents import policy_for
-from registry.policy.synthetic_limits import check_limits
-from registry.synthetic import provenance as synthetic
 from registry.synthetic import semantic as semantic_layer
 from registry.synthetic.calibration import choose_calibration
 from registry.synthetic.detector import load_detector
@@ -363,24 +361,6 @@ def _parent_index(parents: list[tuple[str, _Files]], field: str, passages: bool)
         except RecordFormatError as exc:
             raise _ParentError(f"parent dataset {ref}: {_describe(exc, files)}") from exc
     return index
-
-
-def flag_limits(session: Session, version: Version, actor: str) -> dict[str, Any] | None:
-    """Audit ``synthetic.limit_exceeded`` when the version breaks its namespace's synthetic limits."""
-    body, _ = policy_for(session, version.artifact.namespace)
-    if body.max_synthetic_fraction is None and body.max_recursion_depth is None:
-        return None
-    own = version.artifact.namespace
-    # Whoever may read the version reads its audit history: the reason names only what its own namespace holds
-    # (registry-wide matching may find other tenants' generators; the verdict counts them, the text hides them).
-    result = check_limits(synthetic.summary(session, version, lambda namespace: namespace == own),
-                          max_fraction=body.max_synthetic_fraction, max_depth=body.max_recursion_depth)
-    if result is None or result[0]:
-        return None
-    details = {"reason": result[1], "max_synthetic_fraction": body.max_synthetic_fraction,
-               "max_recursion_depth": body.max_recursion_depth, "manifest_digest": version.manifest_digest}
-    record_version_event(session, version, action="synthetic.limit_exceeded", actor=actor, details=details)
-    return details
 
 
 # -- layer 3 ------------------------------------------------------------------------------------------------------

@@ -248,7 +248,7 @@ def test_fingerprints_round_trip_through_sql(reg: Reg) -> None:
 
 
 def test_limit_flag_is_audited(chain: Reg) -> None:
-    from registry.synthetic.contamination import flag_limits
+    from registry.synthetic.limits import flag_limits
 
     push(chain, "syn/deep@1", edge("trained_on", "syn/gen2@1"), kind="model")
     with chain.session() as s:

@@ -1,0 +1,30 @@
+"""What a process imports before it does any work.
+
+Every `mir push`/`mir pull` pays the CLI's imports before it sends a byte, every API replica and every test
+server pays the server's at start, and the scan worker's sandboxes are checked in tests/scanners/test_sandbox.py.
+Libraries that only some paths need (the scanners' format libraries, the contamination analysis's numpy, scipy
+and datasketch, torch, the S3 client) are imported where those paths run.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+HEAVY = ("numpy", "scipy", "datasketch", "torch", "transformers", "py7zr", "h5py", "boto3", "usearch", "wordllama")
+
+
+def _heavy_imports(module: str) -> set[str]:
+    code = f"import sys, {module}; print(' '.join({{m.split('.')[0] for m in sys.modules}} & {set(HEAVY)!r}))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    return set(out.stdout.split())
+
+
+@pytest.mark.parametrize("module", ["registry.main", "registry.cli.main", "registry.server.serve",
+                                    "registry.server.app"])
+def test_entry_points_import_no_optional_heavy_library(module: str) -> None:
+    assert _heavy_imports(module) == set()
