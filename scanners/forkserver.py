@@ -7,11 +7,11 @@ imports the scanners, and for every request it forks a child that does exactly w
 did (:func:`scanners.worker.main`: lower the resource limits, scan one file, print one JSON report).
 
 Each child gets its own session (so the whole group can be killed), /dev/null as stdin, its own stdout and stderr
-pipes, and no other file descriptor. The fork server never opens an uploaded file and holds nothing a child
-could use: it reads requests (a path and limits) and answers with the child's exit status, its output (capped)
-and the tail of its stderr. It is single-threaded, so forking is safe, and it exits when its parent closes the
-request pipe. Children share the fork server's memory layout; :mod:`scanners.sandbox` restarts it after any
-child that did not exit cleanly and after a number of scans.
+pipes, and no other file descriptor; on Linux it is killed if the fork server dies (PR_SET_PDEATHSIG). The fork
+server never opens an uploaded file and holds nothing a child could use: it reads requests (a path and limits) and
+answers with the child's exit status, its output (capped) and the tail of its stderr. It is single-threaded, so
+forking is safe, and it exits when its parent closes the request pipe. Children share the fork server's memory
+layout; :mod:`scanners.sandbox` restarts it after any child that did not exit cleanly and after a number of scans.
 
 Wire format, both ways: a 4-byte big-endian length, then that many bytes. A request is one JSON frame
 (``argv`` for :func:`scanners.worker.main`, ``timeout_s``, ``max_output``); an answer is a JSON frame
@@ -30,6 +30,7 @@ import struct
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 LENGTH = struct.Struct(">I")
@@ -70,10 +71,21 @@ def write_frame(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
-def _child(argv: list[str], out_w: int, err_w: int) -> NoReturn:
+# prctl(2), looked up once in the fork server (Linux only): a child must not import ctypes to use it.
+_PRCTL: Callable[[int, int], int] | None = None
+_PR_SET_PDEATHSIG = 1
+
+
+def _child(argv: list[str], out_w: int, err_w: int, server: int) -> NoReturn:
     """In the forked child: a new session, only stdin (/dev/null), stdout and stderr open, then the scan."""
     try:
         os.setsid()
+        # Its own session puts the child out of reach of a kill of the fork server's group: without this, a child
+        # blocked in a parser outlived a fork server that died or was killed for not answering, for ever.
+        if _PRCTL is not None:
+            _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL)
+            if os.getppid() != server:  # the fork server died before the line above
+                os._exit(70)
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
         os.dup2(out_w, 1)
@@ -149,9 +161,10 @@ def run_one(request: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
     max_output = int(request["max_output"])
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
+    server = os.getpid()
     pid = os.fork()
     if pid == 0:
-        _child(argv, out_w, err_w)
+        _child(argv, out_w, err_w, server)
     os.close(out_w)
     os.close(err_w)
     try:
@@ -173,6 +186,12 @@ def main() -> int:
     os.dup2(null, 1)  # a stray print here can never corrupt the answers
     os.close(null)
     import scanners.api  # noqa: F401  (warm: every child starts with the scanners imported)
+
+    global _PRCTL
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        _PRCTL = ctypes.CDLL(None, use_errno=True).prctl
 
     while True:
         try:

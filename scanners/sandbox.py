@@ -10,6 +10,7 @@ Those processes are forked by a fork server (:mod:`scanners.forkserver`), starte
 ``python -I`` with that minimal environment, so a scan does not pay an interpreter start and the scanners'
 imports (0.09 s of CPU each). The fork server is restarted after any scan that did not end cleanly and every
 ``RESTART_AFTER`` scans; if it fails, the scan is retried once with a new one, then reported as an error.
+Concurrent callers (threads) each get a fork server of their own; a forked process starts its own.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import time
 from pathlib import Path
 
 from scanners.api import SCANNER_NAME
-from scanners.forkserver import read_frame, write_frame
+from scanners.forkserver import LENGTH, write_frame
 from scanners.limits import Limits
 from scanners.report import Finding, Report, Verdict, report_from_dict
 
@@ -108,10 +109,15 @@ class _ForkServer:
                 try:
                     outcome = self._ask(argv, timeout_s)
                 except SandboxUnavailable:
-                    self._stop()
+                    self._stop(kill=True)
                     if attempt == 2:
                         raise
                     continue
+                except BaseException:
+                    # Interrupted between request and answer (KeyboardInterrupt, a signal handler's timeout): the
+                    # answer still on its way would be read as the next scan's, a clean one for a malicious file.
+                    self._stop(kill=True)
+                    raise
                 self._served += 1
                 if not outcome.clean or self._served >= RESTART_AFTER:
                     self._stop()
@@ -124,13 +130,11 @@ class _ForkServer:
         request = {"argv": argv, "timeout_s": timeout_s, "max_output": MAX_OUTPUT_BYTES}
         try:
             write_frame(proc.stdin.fileno(), json.dumps(request).encode())
-            deadline = time.monotonic() + timeout_s + _ANSWER_GRACE_S
-            with selectors.DefaultSelector() as selector:
-                selector.register(proc.stdout, selectors.EVENT_READ)
-                if not selector.select(max(0.0, deadline - time.monotonic())):
-                    raise SandboxUnavailable("the fork server did not answer in time")
-            header = read_frame(proc.stdout.fileno(), 1 << 20)
-            output = read_frame(proc.stdout.fileno(), MAX_OUTPUT_BYTES + (1 << 16))
+            # The deadline covers the whole answer, not just its first byte: a fork server that stops half way
+            # through a frame must not block this caller (and every scan queued behind it) for ever.
+            answer = _Answer(proc.stdout.fileno(), time.monotonic() + timeout_s + _ANSWER_GRACE_S)
+            header = answer.frame(1 << 20)
+            output = answer.frame(MAX_OUTPUT_BYTES + (1 << 16))
         except (OSError, EOFError, ValueError) as exc:
             raise SandboxUnavailable(f"the fork server failed: {exc}") from exc
         if header is None or output is None:
@@ -161,7 +165,8 @@ class _ForkServer:
         self._served = 0
         return self._proc
 
-    def _stop(self) -> None:
+    def _stop(self, kill: bool = False) -> None:
+        """Stop the fork server: at the end of its requests, or now if ``kill`` (it failed: no point waiting)."""
         proc, self._proc = self._proc, None
         if proc is None or self._owner != os.getpid():
             return
@@ -169,16 +174,100 @@ class _ForkServer:
             if proc.stdin is not None:
                 proc.stdin.close()  # the fork server exits at the end of its requests
         try:
+            if kill:
+                raise subprocess.TimeoutExpired(proc.args, 0)
             proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
+                os.killpg(proc.pid, signal.SIGKILL)  # its scan children die with it (PR_SET_PDEATHSIG)
             proc.wait()
         if proc.stdout is not None:
             proc.stdout.close()
 
+    def _forget_after_fork(self) -> None:
+        """In a forked child of this process: a fresh lock (another thread may have held it at the fork) and none
+        of the parent's pipes (held here, they would keep the parent's fork server from ever seeing its end)."""
+        self._lock = threading.Lock()
+        proc, self._proc, self._owner, self._served = self._proc, None, os.getpid(), 0
+        if proc is not None:
+            for pipe in (proc.stdin, proc.stdout):
+                if pipe is not None:
+                    with contextlib.suppress(OSError):
+                        pipe.close()
+            proc.returncode = 0  # not this process's child: never wait for it
+
+
+class _Answer:
+    """Reads the fork server's answer frames from ``fd``, each read bounded by one ``deadline``."""
+
+    def __init__(self, fd: int, deadline: float) -> None:
+        self._fd, self._deadline = fd, deadline
+
+    def _exact(self, n: int) -> bytes:
+        buf = bytearray()
+        with selectors.DefaultSelector() as selector:
+            selector.register(self._fd, selectors.EVENT_READ)
+            while len(buf) < n:
+                if not selector.select(max(0.0, self._deadline - time.monotonic())):
+                    raise SandboxUnavailable("the fork server did not answer in time")
+                chunk = os.read(self._fd, min(n - len(buf), 1 << 20))
+                if not chunk:
+                    raise SandboxUnavailable("the fork server exited")
+                buf += chunk
+        return bytes(buf)
+
+    def frame(self, limit: int) -> bytes:
+        (size,) = LENGTH.unpack(self._exact(LENGTH.size))
+        if size > limit:
+            raise SandboxUnavailable(f"the fork server sent a frame of {size} bytes")
+        return self._exact(size) if size else b""
+
+
+class _Pool:
+    """The fork servers of this process: each serves one scan at a time, and a caller that finds them all busy
+    gets another, so a scan that hangs (up to its timeout) never holds up scans on other threads."""
+
+    def __init__(self, first: _ForkServer) -> None:
+        self._lock = threading.Lock()
+        self._servers = [first]  # the first one first: a single-threaded caller always uses it
+        self._busy: set[_ForkServer] = set()
+
+    def servers(self) -> list[_ForkServer]:
+        with self._lock:
+            return list(self._servers)
+
+    def run(self, argv: list[str], timeout_s: float) -> _Outcome:
+        with self._lock:
+            server = next((s for s in self._servers if s not in self._busy), None)
+            if server is None:
+                server = _ForkServer()
+                self._servers.append(server)
+            self._busy.add(server)
+        try:
+            return server.run(argv, timeout_s)
+        finally:
+            with self._lock:
+                self._busy.discard(server)
+                idle = [s for s in self._servers if s not in self._busy]
+                spare = server if server is not self._servers[0] and len(idle) > _IDLE_SERVERS else None
+                if spare is not None:
+                    self._servers.remove(spare)
+            if spare is not None:
+                spare._stop()
+
+    def _forget_after_fork(self) -> None:
+        self._lock = threading.Lock()
+        self._busy = set()
+        for server in self._servers:
+            server._forget_after_fork()
+        del self._servers[1:]
+
 
 _FORK_SERVER = _ForkServer()
+_POOL = _Pool(_FORK_SERVER)
+_IDLE_SERVERS = 4  # idle fork servers kept for concurrent callers; more are stopped as their scans end
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_POOL._forget_after_fork)
 
 
 def scan_path_sandboxed(
@@ -199,7 +288,7 @@ def scan_path_sandboxed(
         "--limits-json", json.dumps(overrides), "--", os.path.abspath(shown),
     ]  # fmt: skip
     try:
-        outcome = _FORK_SERVER.run(argv, timeout_s)
+        outcome = _POOL.run(argv, timeout_s)
     except SandboxUnavailable as exc:
         return _error(shown, str(exc))
     if outcome.timed_out:
