@@ -2,7 +2,7 @@
 
 Usage: python bench/load_bench.py [--db postgres|sqlite] [--workers 2] [--clients 16] [--seconds 20]
                                   [--count N] [--files 1] [--file-bytes 4096] [--scan-workers 1]
-                                  [--url URL --token TOKEN] [--py-spy DIR]
+                                  [--no-inline] [--url URL --token TOKEN] [--py-spy DIR]
 
 Starts ``--workers`` API processes (each a real ``mir serve`` on its own loopback port, sharing one database
 and blob directory: the API-replica shape of docker-compose.yml), or targets ``--url``. Each client is its own
@@ -45,7 +45,9 @@ from signing.hashing import hash_directory
 from tests.support.databases import database_url
 from tests.support.server import MIR, free_port
 
-# The SDK calls a push makes, one HTTP request each, timed around the public MirClient methods.
+# The SDK calls a push makes, one HTTP request each, timed around the public MirClient methods. A version of
+# small files is opened, stored and committed by its open request (inline contents); ``--no-inline`` makes
+# the client take the three steps.
 ROUTES = {"open_version": "POST open version", "upload_blob": "PUT blob", "commit": "POST commit"}
 PUSH = "push (open+upload+commit)"
 
@@ -138,7 +140,7 @@ def start_servers(
 
 
 def _client(idx: int, url: str, token: str, start: Any, ready: Any, seconds: float, count: int | None, files: int,
-            file_bytes: int, workdir: str, results: Any) -> None:
+            file_bytes: int, workdir: str, results: Any, inline: bool) -> None:
     """One client process: push fresh small versions until the deadline (or ``count``), timing every request."""
     timings: list[tuple[str, float]] = []
     statuses: Counter[str] = Counter()
@@ -163,7 +165,7 @@ def _client(idx: int, url: str, token: str, start: Any, ready: Any, seconds: flo
             n += 1
             t0 = time.perf_counter()
             try:
-                result = client.push(src, ref, manifest=manifest, parallel_uploads=1)
+                result = client.push(src, ref, manifest=manifest, parallel_uploads=1, inline_small_files=inline)
             except MirError as exc:
                 errors.append(f"{ref}: {exc}")
                 continue
@@ -325,7 +327,8 @@ def run(args: argparse.Namespace, url_list: list[str], token: str, workdir: Path
     results, ready, start = ctx.Queue(), ctx.Queue(), ctx.Event()
     procs = [
         ctx.Process(target=_client, args=(i, url_list[i % len(url_list)], token, start, ready, args.seconds,
-                                          args.count, args.files, args.file_bytes, str(workdir), results))
+                                          args.count, args.files, args.file_bytes, str(workdir), results,
+                                          not args.no_inline))
         for i in range(args.clients)
     ]
     for p in procs:
@@ -389,6 +392,8 @@ def main() -> None:
     parser.add_argument("--token", help="admin token for --url")
     parser.add_argument("--py-spy", type=Path, help="record a py-spy speedscope profile of each API process here")
     parser.add_argument("--no-check", action="store_true", help="skip the pull/verify/audit check afterwards")
+    parser.add_argument("--no-inline", action="store_true",
+                        help="push in three requests (open, upload, commit) even when the files are small")
     args = parser.parse_args()
     backend = "sqlite" if args.db == "sqlite" else "postgresql"
     with ExitStack() as stack:
@@ -404,7 +409,8 @@ def main() -> None:
             servers = stack.enter_context(start_servers(db, workdir, args.workers, args.scan_workers, args.py_spy))
             urls, token, pids = servers.urls, servers.token, servers.pids
             print(f"load: {what}, {backend}, {args.workers} API process(es), {args.scan_workers} scan worker(s), "
-                  f"{args.files} file(s) of {args.file_bytes} B per version, {os.cpu_count()} CPUs")
+                  f"{args.files} file(s) of {args.file_bytes} B per version, "
+                  f"{'three requests' if args.no_inline else 'small files inline'}, {os.cpu_count()} CPUs")
         code = run(args, urls, token, workdir, pids)
     sys.exit(code)
 

@@ -22,13 +22,12 @@ from registry.api.refs import (
     checked_version,
 )
 from registry.api.responses import BINARY, BinaryResponse, BlobStored
-from registry.artifacts.gc import still_stored
-from registry.artifacts.holdings import held_by, record_holding
-from registry.artifacts.integrity import Where, clear_mark
+from registry.artifacts.holdings import held_by
+from registry.artifacts.integrity import Where
 from registry.artifacts.models import VersionFile
 from registry.artifacts.serve import BlobUnavailable, ServedFile, serve_blob
-from registry.artifacts.uploads import StoredBlob, receive_blob
-from registry.artifacts.versions import OPEN, find_version, get_artifact, record_blob, resolve_ref
+from registry.artifacts.uploads import StoredBlob, receive_blob, record_received
+from registry.artifacts.versions import OPEN, find_version, get_artifact, resolve_ref
 from registry.auth.tokens import Context, CurrentPrincipal
 from registry.core.blobstore import BlobDigestMismatch, BlobSizeMismatch, BlobTooLarge
 from registry.core.errors import ApiError, error_body
@@ -92,14 +91,8 @@ async def upload_blob(
 
 
 def _record(ctx: Any, namespace: str, digest: str, size: int, stored_blob: StoredBlob, actor: str) -> None:
-    """The bytes arrived and hashed right: the blob exists, the pushing namespace holds it, and a stored copy
-    that was marked corrupt has just been replaced by them."""
     with ctx.transaction() as s:
-        if not still_stored(s, ctx.blobs, digest, size):
-            raise ApiError(503, "upload_collected", "the blob was garbage-collected while it uploaded: send it again")
-        record_blob(s, digest, size, stored_blob.blake3, stored_blob.chunks)
-        record_holding(s, namespace, [digest])
-        clear_mark(s, digest, actor=actor, detected_by="upload")
+        record_received(s, ctx.blobs, namespace, digest, size, stored_blob, actor)
 
 
 @router.get(

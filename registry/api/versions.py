@@ -1,7 +1,10 @@
-"""Artifacts and versions: list, show, open (push step 1), commit (push step 3), abort."""
+"""Artifacts and versions: list, show, open (push step 1, which may carry small files and commit at once),
+commit (push step 3), abort."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Any
 
 from fastapi import APIRouter, Query
@@ -19,6 +22,7 @@ from registry.api.refs import (
 from registry.api.responses import ArtifactPage
 from registry.artifacts import listing
 from registry.artifacts.holdings import missing_for_push
+from registry.artifacts.uploads import StoredBlob, record_received, store_bytes
 from registry.artifacts.versions import (
     abort_version,
     aliases_of,
@@ -31,6 +35,8 @@ from registry.artifacts.versions import (
 )
 from registry.audit import log as audit
 from registry.auth.tokens import Context, CurrentPrincipal
+from registry.core.blobstore import BlobDigestMismatch
+from registry.core.context import RegistryContext
 from registry.core.errors import ApiError
 from registry.core.names import InvalidNameError, validate_kind
 from registry.core.schemas import OpenVersionRequest
@@ -102,6 +108,8 @@ def open_version_route(
             raise ApiError(413, "blob_too_large", f"{entry.path} is larger than the registry's blob limit")
     envelopes = [signatures.parse_envelope(raw) for raw in body.signatures]
     declarations = lineage.parse_declarations(body.lineage)
+    inline = _inline_contents(body.inline, manifest, ctx.settings.max_inline_push_bytes)
+    received = {digest: _store_inline(ctx, digest, content) for digest, content in inline.items()}
     with ctx.transaction() as s:
         art = get_or_create_artifact(s, namespace, name, kind, principal.name)
         version, resumed = open_version(
@@ -115,12 +123,52 @@ def open_version_route(
         )
         wanted = {f.digest: f.size for f in manifest.files}
         missing = missing_for_push(s, ctx.blobs, namespace, wanted, principal.can_read)
-        return {
-            "version": version_to_dict(version, with_files=False),
+        for digest, stored in received.items():
+            record_received(s, ctx.blobs, namespace, digest, wanted[digest], stored, principal.name)
+        answer: dict[str, Any] = {
             "resumed": resumed,
-            "missing": missing,
+            "missing": [d for d in missing if d not in received],
+            # Inline contents the namespace did not hold (the others were already there: reused, as by uploads).
+            "inline_stored": [d for d in missing if d in received],
             "upload_url": f"/v1/artifacts/{namespace}/{name}/versions/{version_name}/blobs/{{digest}}",
+            "committed": False,
         }
+        if body.commit and not answer["missing"]:
+            commit_version(s, ctx.blobs, version, actor=principal.name, signer=ctx.signer)
+            aliases = [a for a, v in aliases_of(s, art).items() if v == version.version]
+            return {**answer, "version": version_to_dict(version, aliases=aliases), "committed": True}
+        return {**answer, "version": version_to_dict(version, with_files=False)}
+
+
+def _inline_contents(inline: dict[str, str], manifest: Manifest, budget: int) -> dict[str, bytes]:
+    """The inline contents, decoded: each names a digest of the manifest and has that file's size."""
+    sizes = {f.digest: f.size for f in manifest.files}
+    contents: dict[str, bytes] = {}
+    total = 0
+    for digest, text in inline.items():
+        if digest not in sizes:
+            raise ApiError(400, "digest_not_in_manifest", f"inline content for {digest[:80]!r}, which the manifest "
+                           "does not list")
+        total += sizes[digest]
+        if total > budget or len(text) > 4 * (sizes[digest] // 3 + 1):
+            raise ApiError(413, "inline_too_large", f"inline contents may hold {budget} bytes in all; upload "
+                           "larger files with PUT .../blobs/{digest}")
+        try:
+            content = base64.b64decode(text, validate=True)
+        except binascii.Error as exc:
+            raise ApiError(400, "invalid_inline", f"inline content of {digest} is not base64: {exc}") from exc
+        if len(content) != sizes[digest]:
+            raise ApiError(400, "size_mismatch", f"inline content of {digest} has {len(content)} bytes; the "
+                           f"manifest declares {sizes[digest]}")
+        contents[digest] = content
+    return contents
+
+
+def _store_inline(ctx: RegistryContext, digest: str, content: bytes) -> StoredBlob:
+    try:
+        return store_bytes(ctx.blobs, digest, content)
+    except BlobDigestMismatch as exc:
+        raise ApiError(400, "digest_mismatch", f"inline content does not match {digest}") from exc
 
 
 @router.post("/{namespace}/{name}/versions/{version}/commit")

@@ -1,6 +1,7 @@
-"""Receiving one blob from an HTTP body: stream, hash, commit atomically, or leave nothing behind.
+"""Receiving one blob from an HTTP body (or inline in a push's open request): stream, hash, commit atomically,
+or leave nothing behind; then record it.
 
-Shared by the mir push route and the Hugging Face LFS upload route; each maps
+Shared by the mir push routes and the Hugging Face LFS upload route; each maps
 the exceptions (BlobTooLarge, BlobSizeMismatch, BlobDigestMismatch,
 ClientDisconnect) to its own protocol's error shape.
 """
@@ -11,11 +12,17 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from registry.artifacts.gc import still_stored
+from registry.artifacts.holdings import record_holding
+from registry.artifacts.integrity import clear_mark
+from registry.artifacts.versions import record_blob
 from registry.core.blob_stores import BlobStore
 from registry.core.blobstore import BlobTooLarge
 from registry.core.chunks import ChunkList
+from registry.core.errors import ApiError
 
 BATCH = 4 << 20  # bytes handed to the worker thread at a time
 
@@ -68,3 +75,30 @@ async def receive_blob(store: BlobStore, digest: str, size: int, body: AsyncIter
         raise
     assert writer.blake3_digest is not None and writer.chunks is not None
     return StoredBlob(writer.blake3_digest, writer.chunks)
+
+
+def store_bytes(store: BlobStore, digest: str, content: bytes) -> StoredBlob:
+    """Write ``content`` as blob ``digest`` (a small file sent inline): checked against the digest like any
+    upload, and written even when the store has it (skipping would answer faster when another tenant stored the
+    same bytes). Raises BlobDigestMismatch and leaves nothing behind when the bytes are not the digest's."""
+    writer = store.writer(digest, len(content))
+    try:
+        writer.write(content)
+        writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
+    assert writer.blake3_digest is not None and writer.chunks is not None
+    return StoredBlob(writer.blake3_digest, writer.chunks)
+
+
+def record_received(
+    session: Session, store: BlobStore, namespace: str, digest: str, size: int, stored: StoredBlob, actor: str
+) -> None:
+    """The bytes arrived and hashed right: the blob exists, the pushing namespace holds it, and a stored copy
+    that was marked corrupt has just been replaced by them."""
+    if not still_stored(session, store, digest, size):
+        raise ApiError(503, "upload_collected", "the blob was garbage-collected while it uploaded: send it again")
+    record_blob(session, digest, size, stored.blake3, stored.chunks)
+    record_holding(session, namespace, [digest])
+    clear_mark(session, digest, actor=actor, detected_by="upload")

@@ -8,6 +8,7 @@ client never takes the server's word for content.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -305,9 +306,13 @@ class MirClient:
         parallel_uploads: int = 4,
         manifest: Manifest | None = None,
         sign_with: PrivateKey | None = None,
+        inline_small_files: bool = True,
         **extra: Any,
     ) -> dict[str, Any]:
-        """Hash, (sign,) open, upload what is missing, commit. Safe to re-run after a crash: it resumes."""
+        """Hash, (sign,) open, upload what is missing, commit. Safe to re-run after a crash: it resumes.
+
+        Small files (``INLINE_FILE_MAX`` each, ``INLINE_TOTAL_MAX`` in all) travel inside the open request, and a
+        version made only of them is opened, stored and committed by that one request."""
         progress = progress or NoProgress()
         root = Path(directory)
         if manifest is None:
@@ -318,24 +323,44 @@ class MirClient:
         if sign_with is not None:
             envelope = sign_manifest(manifest, sign_with, model_name=parse_ref(reference).repo)
             extra["signatures"] = [*extra.get("signatures", []), envelope.to_dict()]
-        opened = self.open_version(reference, manifest, kind=kind, description=description, **extra)
-        missing = set(opened["missing"])
+        inline = _small_files(root, manifest) if inline_small_files else {}
+        opened = self._open_for_push(reference, manifest, inline, kind=kind, description=description, **extra)
+        sent_inline = list(opened.get("inline_stored", ()))  # inline contents the registry did not hold
+        distinct = len({f.digest for f in manifest.files})
         todo: dict[str, tuple[Path, int]] = {}
-        for entry in manifest.files:
-            if entry.digest in missing and entry.digest not in todo:
-                todo[entry.digest] = (root / entry.path, entry.size)
+        if not opened.get("committed"):
+            missing = set(opened["missing"])
+            for entry in manifest.files:
+                if entry.digest in missing and entry.digest not in todo:
+                    todo[entry.digest] = (root / entry.path, entry.size)
+        if sent_inline:
+            progress.note(f"upload {len(sent_inline)} file(s): small, sent with the manifest")
         if todo:
             advance = progress.task(f"upload {len(todo)} file(s)", sum(size for _p, size in todo.values()))
             with ThreadPoolExecutor(max_workers=max(1, parallel_uploads)) as pool:
                 futures = [pool.submit(self.upload_blob, reference, d, p, advance) for d, (p, _s) in todo.items()]
                 for future in futures:
                     future.result()
-        else:
+        elif not sent_inline:
             progress.note(f"nothing to upload: all {len(manifest.files)} file(s) already stored")
-        committed = self.commit(reference)
-        committed["uploaded_blobs"] = len(todo)
-        committed["reused_blobs"] = len({f.digest for f in manifest.files}) - len(todo)
+        committed = dict(opened["version"]) if opened.get("committed") else self.commit(reference)
+        committed["uploaded_blobs"] = len(todo) + len(sent_inline)
+        committed["reused_blobs"] = distinct - len(todo) - len(sent_inline)
         return committed
+
+    def _open_for_push(
+        self, reference: str, manifest: Manifest, inline: dict[str, str], **fields: Any
+    ) -> dict[str, Any]:
+        """Open the version, sending the small files with it; when they are all its files, it commits too."""
+        if not inline:
+            return self.open_version(reference, manifest, **fields)
+        everything = len(inline) == len({f.digest for f in manifest.files})
+        try:
+            return self.open_version(reference, manifest, inline=inline, commit=everything, **fields)
+        except MirError as exc:
+            if exc.status != 422 or "inline" not in exc.message:  # only "unknown field": an older registry
+                raise
+        return self.open_version(reference, manifest, **fields)  # a registry from before inline contents
 
     # -- pull ---------------------------------------------------------------------------------------
 
@@ -491,3 +516,24 @@ def _error_from(response: httpx.Response) -> MirError:
         return MirError(str(err["code"]), str(err["message"]), response.status_code, err)
     except (ValueError, KeyError, TypeError):
         return MirError("http_error", f"HTTP {response.status_code} from {response.request.url}", response.status_code)
+
+
+INLINE_FILE_MAX = 64 << 10  # files up to this size travel inside the open request ...
+INLINE_TOTAL_MAX = 1 << 20  # ... as long as they add up to at most this much
+
+
+def _small_files(root: Path, manifest: Manifest) -> dict[str, str]:
+    """Base64 contents, by digest, of the manifest's small files (smallest first, within the budget): a version
+    of small files is pushed in one request instead of three or more. Read now, so a file changed since it was
+    hashed is refused by the registry like any upload of the wrong bytes."""
+    chosen: dict[str, str] = {}
+    total = 0
+    for entry in sorted(manifest.files, key=lambda f: (f.size, f.path)):
+        if entry.digest in chosen:
+            continue
+        if entry.size > INLINE_FILE_MAX or total + entry.size > INLINE_TOTAL_MAX:
+            break
+        content = (root / entry.path).read_bytes()
+        chosen[entry.digest] = base64.b64encode(content).decode("ascii")
+        total += entry.size
+    return chosen

@@ -45,6 +45,16 @@ class OpenVersionRequest(_Strict):
     # Each item is a LineageDeclaration; validated by registry.lineage so a bad one is a 400 naming its index.
     lineage: list[dict[str, Any]] = Field(default_factory=list, max_length=1000)
     signatures: list[dict[str, Any]] = Field(default_factory=list)
+    inline: dict[str, str] = Field(
+        default_factory=dict, max_length=1000,
+        description="small files' contents by digest, base64: checked and stored like uploads, so they need no "
+        "upload request (at most MIR_MAX_INLINE_PUSH_BYTES decoded, 8 MiB by default)",
+    )
+    commit: bool = Field(
+        default=False,
+        description="commit at once when no blob is missing after the inline contents: a small version's whole "
+        "push in one request (the answer then holds the committed version and `committed: true`)",
+    )
 
 
 class AliasRequest(_Strict):

@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     chunk_size: int = 1 * MiB
     max_blob_size: int = 1 << 40
     max_manifest_files: int = 100_000
+    # Small files a push may send inside its open request (decoded bytes in all), instead of one upload each.
+    max_inline_push_bytes: int = Field(default=8 * MiB, ge=0, le=64 * MiB)
     max_request_json_bytes: int = 64 * MiB
     auto_migrate: bool = True
     open_version_ttl_hours: int = 72
