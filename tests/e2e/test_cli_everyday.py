@@ -35,7 +35,13 @@ def test_version_flag(tmp_path: Path) -> None:
 
 
 def test_shell_completion_is_offered_and_completes_commands(tmp_path: Path) -> None:
-    script = run_mir("--show-completion", "bash", HOME=str(tmp_path))
+    # --show-completion writes the script for the shell it runs under: a bash that stays the parent (the
+    # trailing command keeps bash from exec'ing mir), whatever shell started the tests.
+    script = subprocess.run(
+        ["bash", "-c", 'mir --show-completion; exit "$?"'], capture_output=True, text=True, timeout=120,
+        stdin=subprocess.DEVNULL,
+        env={"PATH": f"{Path(MIR_SCRIPT).parent}:/usr/bin:/bin", "HOME": str(tmp_path)},
+    )
     assert script.returncode == 0, script.stderr
     assert "_MIR_COMPLETE=complete_bash" in script.stdout
     answered = run_mir(_MIR_COMPLETE="complete_bash", COMP_WORDS="mir pu", COMP_CWORD="1", HOME=str(tmp_path))
