@@ -1,7 +1,7 @@
 """What a process imports before it does any work.
 
-Every `mir push`/`mir pull` pays the CLI's imports before it sends a byte, every API replica and every test
-server pays the server's at start, and the scan worker's sandboxes are checked in tests/scanners/test_sandbox.py.
+Every `mir push`/`mir pull` pays the CLI's imports before it sends a byte, every API replica, scan worker and
+test server pays its own at start (the scan sandboxes' are checked in tests/scanners/test_sandbox.py).
 Libraries that only some paths need (the scanners' format libraries, the contamination analysis's numpy, scipy
 and datasketch, torch, the S3 client) are imported where those paths run.
 """
@@ -25,6 +25,6 @@ def _heavy_imports(module: str) -> set[str]:
 
 
 @pytest.mark.parametrize("module", ["registry.main", "registry.cli.main", "registry.server.serve",
-                                    "registry.server.app"])
+                                    "registry.server.app", "registry.scanning.worker"])
 def test_entry_points_import_no_optional_heavy_library(module: str) -> None:
     assert _heavy_imports(module) == set()
