@@ -4,7 +4,6 @@ commit (push step 3), abort."""
 from __future__ import annotations
 
 import base64
-import binascii
 from typing import Any
 
 from fastapi import APIRouter, Query
@@ -26,6 +25,7 @@ from registry.artifacts.uploads import StoredBlob, record_received, store_bytes
 from registry.artifacts.versions import (
     abort_version,
     aliases_of,
+    check_one_size_per_digest,
     find_version,
     get_artifact,
     get_or_create_artifact,
@@ -106,6 +106,7 @@ def open_version_route(
             raise ApiError(400, "invalid_manifest", f"{entry.path}: registry manifests use sha256 digests")
         if entry.size > ctx.settings.max_blob_size:
             raise ApiError(413, "blob_too_large", f"{entry.path} is larger than the registry's blob limit")
+    check_one_size_per_digest(manifest)  # before the inline contents are read against those sizes
     envelopes = [signatures.parse_envelope(raw) for raw in body.signatures]
     declarations = lineage.parse_declarations(body.lineage)
     inline = _inline_contents(body.inline, manifest, ctx.settings.max_inline_push_bytes)
@@ -150,12 +151,17 @@ def _inline_contents(inline: dict[str, str], manifest: Manifest, budget: int) ->
             raise ApiError(400, "digest_not_in_manifest", f"inline content for {digest[:80]!r}, which the manifest "
                            "does not list")
         total += sizes[digest]
-        if total > budget or len(text) > 4 * (sizes[digest] // 3 + 1):
+        if total > budget:
             raise ApiError(413, "inline_too_large", f"inline contents may hold {budget} bytes in all; upload "
                            "larger files with PUT .../blobs/{digest}")
+        encoded = 4 * -(-sizes[digest] // 3)  # the padded base64 of the declared size, without whitespace
+        if len(text) > encoded:  # refused before decoding
+            raise ApiError(400, "size_mismatch", f"inline content of {digest} has {len(text)} characters; the "
+                           f"base64 of the {sizes[digest]} bytes the manifest declares has {encoded} (padded, "
+                           "without whitespace or line breaks)")
         try:
             content = base64.b64decode(text, validate=True)
-        except binascii.Error as exc:
+        except ValueError as exc:  # binascii.Error, or a character outside ASCII
             raise ApiError(400, "invalid_inline", f"inline content of {digest} is not base64: {exc}") from exc
         if len(content) != sizes[digest]:
             raise ApiError(400, "size_mismatch", f"inline content of {digest} has {len(content)} bytes; the "

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from sqlalchemy import LargeBinary, func, select, update
+from sqlalchemy import LargeBinary, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -79,13 +79,16 @@ def mark_corrupt(
     session: Session, digest: str, size: int, reason: str, *, actor: str = SYSTEM_ACTOR, detected_by: str,
     where: Where | None = None, path: str | None = None,
 ) -> bool:
-    """Mark the blob corrupt and audit it, once: returns False when it was already marked.
+    """Mark the blob corrupt and audit it, once: returns False when it was already marked, or when ``size`` is
+    not the size recorded for it.
 
-    ``where`` and ``path`` say where it was noticed (a download of a version the caller could read).
+    ``where`` and ``path`` say where it was noticed (a download of a version the caller could read). The size
+    is the noticing version's claim: a blob recorded at another size was hashed whole at that size, so it is
+    the claim that is wrong, and one tenant's version must not get the blob every namespace shares marked.
     """
     now = utcnow()
     result: Any = session.execute(
-        update(Blob).where(Blob.digest == digest, Blob.corrupt_at.is_(None))
+        update(Blob).where(Blob.digest == digest, Blob.corrupt_at.is_(None), Blob.size == size)
         .values(corrupt_at=now, corrupt_reason=reason)
     )
     if result.rowcount == 0:
@@ -118,10 +121,12 @@ def clear_mark(session: Session, digest: str, *, actor: str, detected_by: str) -
 
 
 def corrupt_digests(session: Session, version: Version) -> list[str]:
-    """Digests of ``version``'s files that are marked corrupt or missing (sorted, distinct)."""
+    """Digests of ``version``'s files that are marked corrupt or missing, or that the version declares at a size
+    the blob does not have (never marked: see :func:`mark_corrupt`), sorted and distinct."""
     rows = session.scalars(
         select(VersionFile.digest).join(Blob, Blob.digest == VersionFile.digest)
-        .where(VersionFile.version_id == version.id, Blob.corrupt_at.is_not(None)).distinct()
+        .where(VersionFile.version_id == version.id,
+               or_(Blob.corrupt_at.is_not(None), Blob.size != VersionFile.size)).distinct()
     )
     return sorted(rows)
 

@@ -131,6 +131,19 @@ def version_manifest(version: Version) -> Manifest:
     return Manifest.from_entries(FileEntry(f.path, f.size, f.digest) for f in version.files)
 
 
+def check_one_size_per_digest(manifest: Manifest) -> None:
+    """One digest names one content, of one size: a manifest listing it at two sizes is refused (400).
+
+    A second size would let a version declare a shared blob at a length it does not have; serving that path
+    would find the stored file "the wrong size". Every push (``/v1`` and HF commits) opens through here.
+    """
+    sizes: dict[str, int] = {}
+    for entry in manifest.files:
+        if sizes.setdefault(entry.digest, entry.size) != entry.size:
+            raise ApiError(400, "invalid_manifest", f"{entry.path}: {entry.digest} is listed with sizes "
+                           f"{sizes[entry.digest]} and {entry.size}; one digest has one size")
+
+
 def open_version(
     session: Session,
     blobs: BlobStore,
@@ -142,6 +155,7 @@ def open_version(
     description: str | None = None,
 ) -> tuple[Version, bool]:
     """Open (or resume) an upload of ``version_name``. Returns the version and whether it was resumed."""
+    check_one_size_per_digest(manifest)
     existing = find_version(session, artifact, version_name)
     if existing is None:
         _check_new_name(validate_new_version, version_name)
