@@ -92,7 +92,7 @@ async def upload_blob(
 
 def _record(ctx: Any, namespace: str, digest: str, size: int, stored_blob: StoredBlob, actor: str) -> None:
     with ctx.transaction() as s:
-        record_received(s, ctx.blobs, namespace, digest, size, stored_blob, actor)
+        record_received(s, ctx.blobs, namespace, {digest: (size, stored_blob)}, actor)
 
 
 @router.get(

@@ -124,8 +124,8 @@ def open_version_route(
         )
         wanted = {f.digest: f.size for f in manifest.files}
         missing = missing_for_push(s, ctx.blobs, namespace, wanted, principal.can_read)
-        for digest, stored in received.items():
-            record_received(s, ctx.blobs, namespace, digest, wanted[digest], stored, principal.name)
+        record_received(s, ctx.blobs, namespace, {d: (wanted[d], blob) for d, blob in received.items()},
+                        principal.name)
         answer: dict[str, Any] = {
             "resumed": resumed,
             "missing": [d for d in missing if d not in received],

@@ -9,6 +9,7 @@ stored bytes hash right again, e.g. after an operator restored them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from sqlalchemy import LargeBinary, func, or_, select, update
@@ -41,8 +42,13 @@ class Where(NamedTuple):
 
 def record_chunks(session: Session, digest: str, chunks: ChunkList) -> None:
     """Store the chunk list of a blob whose bytes were just hashed in full (idempotent; the blob row must exist)."""
+    record_chunk_lists(session, [(digest, chunks)])
+
+
+def record_chunk_lists(session: Session, lists: Sequence[tuple[str, ChunkList]]) -> None:
+    """:func:`record_chunks` for many blobs, in one statement."""
     insert_unless_present(
-        session, BlobChunks, {"digest": digest, "chunk_size": chunks.chunk_size, "hashes": chunks.hashes}
+        session, BlobChunks, [{"digest": d, "chunk_size": c.chunk_size, "hashes": c.hashes} for d, c in lists]
     )
 
 
@@ -109,15 +115,22 @@ def mark_corrupt(
 
 def clear_mark(session: Session, digest: str, *, actor: str, detected_by: str) -> bool:
     """The stored bytes hash right again: serve the blob again (audited). False when it was not marked."""
-    result: Any = session.execute(
-        update(Blob).where(Blob.digest == digest, Blob.corrupt_at.is_not(None))
-        .values(corrupt_at=None, corrupt_reason=None)
-    )
-    if result.rowcount == 0:
-        return False
-    audit.record(session, action=REPAIRED_ACTION, actor=actor,
-                 details={"digest": digest, "detected_by": detected_by})
-    return True
+    return bool(clear_marks(session, [digest], actor=actor, detected_by=detected_by))
+
+
+def clear_marks(session: Session, digests: Sequence[str], *, actor: str, detected_by: str) -> list[str]:
+    """:func:`clear_mark` for many blobs: one statement, an audit entry for each blob that was marked."""
+    cleared: list[str] = []
+    for start in range(0, len(digests), 500):
+        rows = session.execute(
+            update(Blob).where(Blob.digest.in_(digests[start : start + 500]), Blob.corrupt_at.is_not(None))
+            .values(corrupt_at=None, corrupt_reason=None).returning(Blob.digest)
+        )
+        cleared.extend(sorted(str(d) for d in rows.scalars()))
+    for digest in cleared:
+        audit.record(session, action=REPAIRED_ACTION, actor=actor,
+                     details={"digest": digest, "detected_by": detected_by})
+    return cleared
 
 
 def corrupt_digests(session: Session, version: Version) -> list[str]:

@@ -6,10 +6,10 @@ runs inside a caller's transaction so a failure leaves nothing half-done.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, NamedTuple
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -216,16 +216,41 @@ def _resume(existing: Version, manifest: Manifest) -> Version:
     return existing
 
 
+class BlobRecord(NamedTuple):
+    """A blob whose bytes were just stored and hashed: what its row and chunk list record."""
+
+    digest: str
+    size: int
+    blake3: str | None = None
+    chunks: ChunkList | None = None
+
+
 def record_blob(
     session: Session, digest: str, size: int, blake3: str | None = None, chunks: ChunkList | None = None
 ) -> None:
     """Insert the blob row if absent (idempotent under concurrent uploads); fill in a missing BLAKE3 digest
     and chunk list (what lets Range responses be checked)."""
-    insert_unless_present(session, Blob, {"digest": digest, "size": size, "blake3": blake3})
-    if blake3 is not None:  # a row recorded before BLAKE3 digests were kept
-        session.execute(update(Blob).where(Blob.digest == digest, Blob.blake3.is_(None)).values(blake3=blake3))
-    if chunks is not None:
-        blob_integrity.record_chunks(session, digest, chunks)
+    record_blobs(session, [BlobRecord(digest, size, blake3, chunks)])
+
+
+def record_blobs(session: Session, blobs: Sequence[BlobRecord]) -> None:
+    """:func:`record_blob` for many blobs in a constant number of statements (a push of many small files)."""
+    for start in range(0, len(blobs), _ROWS_PER_STATEMENT):
+        part = blobs[start : start + _ROWS_PER_STATEMENT]
+        insert_unless_present(session, Blob, [{"digest": b.digest, "size": b.size, "blake3": b.blake3} for b in part])
+        hashed = [{"d": b.digest, "b3": b.blake3} for b in part if b.blake3 is not None]
+        if hashed:  # rows recorded before BLAKE3 digests were kept
+            table = Blob.__table__
+            assert isinstance(table, Table)
+            session.connection().execute(  # Core executemany: one round trip per statement batch
+                update(table).where(table.c.digest == bindparam("d"), table.c.blake3.is_(None))
+                .values(blake3=bindparam("b3")),
+                hashed,
+            )
+        blob_integrity.record_chunk_lists(session, [(b.digest, b.chunks) for b in part if b.chunks is not None])
+
+
+_ROWS_PER_STATEMENT = 500
 
 
 def abort_version(session: Session, version: Version, *, actor: str) -> None:

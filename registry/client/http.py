@@ -520,6 +520,7 @@ def _error_from(response: httpx.Response) -> MirError:
 
 INLINE_FILE_MAX = 64 << 10  # files up to this size travel inside the open request ...
 INLINE_TOTAL_MAX = 1 << 20  # ... as long as they add up to at most this much
+INLINE_FILES_MAX = 1000  # and are at most as many as the registry takes in one request
 
 
 def _small_files(root: Path, manifest: Manifest) -> dict[str, str]:
@@ -531,9 +532,10 @@ def _small_files(root: Path, manifest: Manifest) -> dict[str, str]:
     for entry in sorted(manifest.files, key=lambda f: (f.size, f.path)):
         if entry.digest in chosen:
             continue
-        if entry.size > INLINE_FILE_MAX or total + entry.size > INLINE_TOTAL_MAX:
+        if entry.size > INLINE_FILE_MAX or total + entry.size > INLINE_TOTAL_MAX or len(chosen) == INLINE_FILES_MAX:
             break
-        content = (root / entry.path).read_bytes()
+        with (root / entry.path).open("rb") as fh:
+            content = fh.read(entry.size + 1)  # a file grown since it was hashed is refused, never read whole
         chosen[entry.digest] = base64.b64encode(content).decode("ascii")
         total += entry.size
     return chosen

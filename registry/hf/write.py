@@ -18,13 +18,12 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
-from registry.artifacts.gc import still_stored
-from registry.artifacts.holdings import held_by, record_holding
-from registry.artifacts.integrity import clear_mark
-from registry.artifacts.uploads import receive_blob
-from registry.artifacts.versions import find_artifact, get_or_create_artifact, record_blob
+from registry.artifacts.holdings import held_by
+from registry.artifacts.uploads import receive_blob, record_received
+from registry.artifacts.versions import find_artifact, get_or_create_artifact
 from registry.auth.tokens import Context
 from registry.core.blobstore import BlobDigestMismatch, BlobSizeMismatch, BlobTooLarge
+from registry.core.errors import ApiError
 from registry.core.names import InvalidNameError, validate_segment
 from registry.hf import branches, commits
 from registry.hf.access import (
@@ -255,12 +254,14 @@ async def lfs_upload(
         raise HfError(400, "UploadIncomplete", "client disconnected before the body was complete") from exc
 
     def record() -> None:
-        with ctx.transaction() as s:
-            if not still_stored(s, ctx.blobs, digest, declared):
-                raise HfError(503, "UploadCollected", f"{oid} was garbage-collected while it uploaded: send it again")
-            record_blob(s, digest, declared, stored_blob.blake3, stored_blob.chunks)
-            record_holding(s, ns, [digest])
-            clear_mark(s, digest, actor=f"lfs-upload:{ns}", detected_by="upload")  # fresh bytes replaced a bad copy
+        try:
+            with ctx.transaction() as s:  # fresh bytes also replace a copy that was marked corrupt
+                record_received(s, ctx.blobs, ns, {digest: (declared, stored_blob)}, f"lfs-upload:{ns}")
+        except ApiError as exc:
+            if exc.code != "upload_collected":
+                raise
+            raise HfError(503, "UploadCollected", f"{oid} was garbage-collected while it uploaded: send it again") \
+                from exc
 
     await run_in_threadpool(record)
     return {"oid": oid, "size": declared}

@@ -165,3 +165,14 @@ def test_a_client_falls_back_to_uploads_on_a_registry_without_inline_contents(
         assert [(ex.method, ex.status) for ex in proxy.seen] == [
             ("POST", 422), ("POST", 201), ("PUT", 200), ("POST", 200)
         ]
+
+
+def test_many_small_files_fill_one_open_request_and_the_rest_upload(server: LiveServer, tmp_path: Path) -> None:
+    """More small files than the registry takes inline in one request: the first 1000 ride along, the others
+    are uploaded, and nothing is refused on the way."""
+    files = {f"f{i:04d}.txt": f"file {i}\n".encode() for i in range(1003)}
+    src = make_tree(tmp_path / "m", files)
+    with tampering_proxy(server.url) as proxy, MirClient(proxy.url, server.admin_token) as client:
+        result = client.push(src, "inline/many@1")
+        assert (result["state"], result["uploaded_blobs"]) == ("committed", 1003)
+        assert [(ex.method, ex.status) for ex in proxy.seen] == [("POST", 201), *[("PUT", 200)] * 3, ("POST", 200)]
