@@ -52,9 +52,21 @@ Transaction = Callable[[], AbstractContextManager[Session]]
 
 
 def hold_blobs_against_gc(session: Session) -> None:
-    """For the rest of this transaction, no collection can delete a blob (PostgreSQL; SQLite serialises)."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock_shared(:key)"), {"key": GC_LOCK_KEY})
+    """For the rest of this transaction, no collection can delete a blob (PostgreSQL; SQLite serialises).
+
+    Taken once per transaction (a push asks at open, for inline contents and at commit): the lock lasts until
+    the transaction ends, or until the savepoint it was taken in rolls back, so it is noted per (sub)transaction.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    current = session.get_nested_transaction() or session.get_transaction()
+    if current is not None and session.info.get(_GC_HOLD) is current:
+        return
+    session.execute(text("SELECT pg_advisory_xact_lock_shared(:key)"), {"key": GC_LOCK_KEY})
+    session.info[_GC_HOLD] = current
+
+
+_GC_HOLD = "mir.gc_hold"
 
 
 def still_stored(session: Session, blobs: StoredCheck, digest: str, size: int) -> bool:

@@ -47,9 +47,9 @@ def commit_version(
     check_at_commit(session, version, actor=actor)
     version.state = versions.COMMITTED
     version.committed_at = utcnow()
+    scan_queue.enqueue(session, version)  # first: its flush writes the state and the scan status in one UPDATE
     if signer is not None:
         signatures.countersign(session, signer, version, manifest)
-    scan_queue.enqueue(session, version)
     record_version_event(session, version, action="version.committed", actor=actor,
         details={"manifest_digest": version.manifest_digest, "file_count": version.file_count,
                  "total_size": version.total_size})
