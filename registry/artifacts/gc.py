@@ -44,10 +44,6 @@ class CollectableStore(Protocol):
     def delete(self, digest: str) -> None: ...
 
 
-class StoredCheck(Protocol):
-    def exists(self, digest: str, size: int | None = None) -> bool: ...
-
-
 Transaction = Callable[[], AbstractContextManager[Session]]
 
 
@@ -67,16 +63,6 @@ def hold_blobs_against_gc(session: Session) -> None:
 
 
 _GC_HOLD = "mir.gc_hold"
-
-
-def still_stored(session: Session, blobs: StoredCheck, digest: str, size: int) -> bool:
-    """After an upload wrote its bytes and before it records them: are they still there?
-
-    A collection that ran between the write and this transaction may have removed them (they had been stored
-    once before and become unreferenced); the upload must then be sent again rather than recorded.
-    """
-    hold_blobs_against_gc(session)
-    return blobs.exists(digest, size)
 
 
 def _exclusive(session: Session) -> None:

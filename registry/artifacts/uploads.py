@@ -100,7 +100,9 @@ def record_received(
     of statements for any number of blobs (a push of many small files), plus one store check each."""
     hold_blobs_against_gc(session)
     for digest, (size, _stored) in received.items():
-        if not store.exists(digest, size):  # a collection between the write and now took them
+        # A collection that ran between the write and this transaction may have removed bytes that had been
+        # stored before and become unreferenced: then they must be sent again rather than recorded.
+        if not store.exists(digest, size):
             raise ApiError(503, "upload_collected",
                            "the blob was garbage-collected while it uploaded: send it again")
     record_blobs(session, [BlobRecord(d, size, stored.blake3, stored.chunks)

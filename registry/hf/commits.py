@@ -38,6 +38,7 @@ from sqlalchemy.orm import Session
 from registry.artifacts.gc import hold_blobs_against_gc
 from registry.artifacts.holdings import held_size, record_holding
 from registry.artifacts.models import Artifact, Version
+from registry.artifacts.uploads import store_bytes
 from registry.artifacts.versions import (
     LATEST,
     find_alias,
@@ -273,13 +274,7 @@ def store_inline(blobs: BlobStore, operations: tuple[Operation, ...], *, only_mi
         assert digest is not None
         if only_missing and blobs.exists(digest, len(op.content)):
             continue
-        writer = blobs.writer(digest, len(op.content))
-        try:
-            writer.write(op.content)
-            writer.commit()
-        except BaseException:
-            writer.abort()
-            raise
+        store_bytes(blobs, digest, op.content)
 
 
 def apply_operations(
