@@ -246,7 +246,8 @@ def test_a_replica_killed_mid_push_the_push_finishes_through_the_other(cluster: 
 
 
 def test_a_worker_killed_mid_scan_the_other_finishes_after_the_lease(cluster: Cluster) -> None:
-    files = {f"part-{i:02d}.npy": os.urandom(512 * 1024) for i in range(20)}
+    # Many blobs, so the job stays running for seconds while the poll below looks (a scan takes milliseconds)
+    files = {f"part-{i:03d}.npy": os.urandom(32 * 1024) for i in range(300)}
     src = make_tree(cluster.work / "src-c", files)
     victim, survivor = cluster.worker_processes
     os.kill(survivor.pid, signal.SIGSTOP)  # so the victim is the one that takes the job

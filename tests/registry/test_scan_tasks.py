@@ -118,9 +118,21 @@ def test_two_workers_share_a_version_and_reach_the_one_worker_verdict(
         version = s.get(Version, version_id)
         assert version is not None
         job_id = enqueue(s, version, rescan=True).id
+    expanded = tasks.claim_job(ctx, "w1", LEASE_S)
+    assert expanded == (job_id, False)
+    # Each worker holds a blob of the same version at once (a scan now takes milliseconds, so free-running
+    # workers could let one of them take every blob before the other asks).
+    held = {name: tasks.claim_task(context, name, LEASE_S) for context, name in ((ctx, "w1"), (other, "w2"))}
+    first, second = held["w1"], held["w2"]
+    assert first is not None and second is not None
+    assert first.job_id == second.job_id == job_id and first.digest != second.digest
     stop = threading.Event()
 
     def work(context: RegistryContext, name: str) -> None:
+        task = held[name]
+        assert task is not None
+        if tasks.run_task(context, task, name):
+            tasks.finalise(context, task.job_id, name)
         while not stop.is_set():
             if not tasks.run_once(context, name):
                 time.sleep(0.02)
