@@ -200,18 +200,22 @@ def hash_directory(
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     progress: HashProgress | None = None,
     check_paths: Callable[[list[str]], None] | None = None,
+    on_listed: Callable[[list[TreeFile]], None] | None = None,
 ) -> Manifest:
     """The manifest (path, size, whole-file digest) of every regular file under ``root``.
 
     ``workers`` defaults to the number of usable cores. ``progress``, once the files are listed, is told how
     many there are and their total size, and returns what counts the bytes hashed. ``check_paths`` may refuse
     the listed paths (by raising) before a byte is hashed. Raises TreeError for an unsafe tree, HashingError for
-    an unreadable file, UnsupportedAlgorithmError.
+    an unreadable file, UnsupportedAlgorithmError. ``on_listed`` sees the checked listing before hashing starts
+    (``mir push`` starts sending large files then).
     """
     check_algorithm(algorithm)
     files = list_files(Path(root), ignore_paths)
     if check_paths is not None:
         check_paths([f.path for f in files])
+    if on_listed is not None:
+        on_listed(files)
     on_bytes = progress(len(files), sum(f.size for f in files)) if progress is not None else None
     entries = hash_tree_files(files, algorithm, workers, chunk_size=chunk_size, on_bytes=on_bytes)
     return Manifest.from_entries(entries)

@@ -26,7 +26,7 @@ from registry.artifacts.holdings import held_by
 from registry.artifacts.integrity import Where
 from registry.artifacts.models import VersionFile
 from registry.artifacts.serve import BlobUnavailable, ServedFile, serve_blob
-from registry.artifacts.uploads import StoredBlob, receive_blob, record_received
+from registry.artifacts.uploads import receive_blob, record_one_received
 from registry.artifacts.versions import OPEN, find_version, get_artifact, resolve_ref
 from registry.auth.tokens import Context, CurrentPrincipal
 from registry.core.blobstore import BlobDigestMismatch, BlobSizeMismatch, BlobTooLarge
@@ -86,13 +86,8 @@ async def upload_blob(
         raise ApiError(400, "digest_mismatch", str(exc)) from exc
     except ClientDisconnect as exc:
         raise ApiError(400, "upload_incomplete", "client disconnected before the body was complete") from exc
-    await run_in_threadpool(_record, ctx, namespace, digest, size, stored_blob, principal.name)
+    await run_in_threadpool(record_one_received, ctx, namespace, digest, size, stored_blob, principal.name)
     return {"digest": digest, "size": size, "stored": "new"}
-
-
-def _record(ctx: Any, namespace: str, digest: str, size: int, stored_blob: StoredBlob, actor: str) -> None:
-    with ctx.transaction() as s:
-        record_received(s, ctx.blobs, namespace, {digest: (size, stored_blob)}, actor)
 
 
 @router.get(

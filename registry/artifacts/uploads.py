@@ -19,9 +19,10 @@ from registry.artifacts.gc import hold_blobs_against_gc
 from registry.artifacts.holdings import record_holding
 from registry.artifacts.integrity import clear_marks
 from registry.artifacts.versions import BlobRecord, record_blobs
-from registry.core.blob_stores import BlobStore
+from registry.core.blob_stores import BlobSink, BlobStore
 from registry.core.blobstore import BlobTooLarge
 from registry.core.chunks import ChunkList
+from registry.core.context import RegistryContext
 from registry.core.errors import ApiError
 
 BATCH = 4 << 20  # bytes handed to the worker thread at a time
@@ -44,6 +45,19 @@ async def receive_blob(store: BlobStore, digest: str, size: int, body: AsyncIter
     nothing becomes visible.
     """
     writer = await run_in_threadpool(store.writer, digest, size)
+    return await _receive(writer, size, body)
+
+
+async def receive_unnamed_blob(store: BlobStore, size: int, body: AsyncIterator[bytes]) -> tuple[str, StoredBlob]:
+    """Like ``receive_blob`` for bytes whose digest the sender does not give: they are stored under the
+    SHA-256 they hash to, which is returned with the other hashes."""
+    writer = await run_in_threadpool(store.unnamed_writer, size)
+    stored = await _receive(writer, size, body)
+    assert writer.digest is not None
+    return writer.digest, stored
+
+
+async def _receive(writer: BlobSink, size: int, body: AsyncIterator[bytes]) -> StoredBlob:
     pending: asyncio.Future[None] | None = None
     batch: list[bytes | bytearray | memoryview] = []
     batched = received = 0
@@ -90,6 +104,14 @@ def store_bytes(store: BlobStore, digest: str, content: bytes) -> StoredBlob:
         raise
     assert writer.blake3_digest is not None and writer.chunks is not None
     return StoredBlob(writer.blake3_digest, writer.chunks)
+
+
+def record_one_received(
+    ctx: RegistryContext, namespace: str, digest: str, size: int, stored: StoredBlob, actor: str
+) -> None:
+    """``record_received`` of one uploaded blob, in a transaction of its own (the upload routes)."""
+    with ctx.transaction() as s:
+        record_received(s, ctx.blobs, namespace, {digest: (size, stored)}, actor)
 
 
 def record_received(

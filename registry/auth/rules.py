@@ -51,6 +51,7 @@ RULES: dict[tuple[str, str], Need] = {
     ("GET", _V + "/{ref}/scans"): Need.READ,
     ("POST", _V + "/{ref}/rescan"): Need.ADMIN,
     ("PUT", _V + "/{version}/blobs/{digest}"): Need.WRITE,
+    ("POST", "/v1/namespaces/{namespace}/blobs"): Need.WRITE,  # bytes named by their digest, before the open
     ("GET", _V + "/{ref}/files/{path:path}"): Need.READ,
     ("GET", _V + "/{ref}/synthetic"): Need.READ,
     ("GET", _V + "/{ref}/bundle"): Need.READ,

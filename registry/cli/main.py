@@ -131,8 +131,6 @@ def push(
     Lineage is declared with the push and is immutable with the version:
     --parent trained_on:acme/corpus@2 --parent fine_tuned_from:hf:org/base@<sha>, or --lineage edges.json.
     """
-    from signing.hashing import hash_directory
-
     with _friendly_errors():
         parse_ref(reference, require_ref=True)
         if not directory.is_dir():
@@ -145,10 +143,9 @@ def push(
             raise typer.Exit(2) from exc
         bars = RichProgress()
         with bars.running(), MirClient() as client:
-            manifest = hash_directory(directory, progress=bars.hashing, check_paths=check_portable_paths)
-            result = client.push(
-                directory, reference, kind=kind, description=description, progress=bars, manifest=manifest,
-                sign_with=private, lineage=declared,
+            result = client.push(  # hashes with a progress bar, sending large files meanwhile
+                directory, reference, kind=kind, description=description, progress=bars, sign_with=private,
+                lineage=declared, hash_progress=bars.hashing, check_paths=check_portable_paths,
             )
     out.print(
         f"[green]committed[/green] {result['artifact']}@{result['version']} "

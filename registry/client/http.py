@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -20,15 +21,17 @@ import httpx
 
 from registry.client.config import load_credentials
 from registry.client.download import PART, DownloadError, Endpoint, FileJob, download_file
+from registry.client.early_upload import EARLY_MIN, ChangedWhilePushed, EarlyUploads, Settled
 from registry.client.progress import Advance, NoProgress, Progress
 from registry.client.upload import UploadNetworkError, send_file
 from registry.core.names import Ref, parse_ref
 from registry.core.schemas import parse_parent_spec
-from signing.hashing import hash_directory, hash_file
+from signing.hashing import HashProgress, hash_directory, hash_file
 from signing.keys import PrivateKey
 from signing.manifest import FileEntry, Manifest
 from signing.paths import validate_relative_path
 from signing.sign import sign_manifest
+from signing.tree import TreeFile
 
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, read=300.0)
 
@@ -272,7 +275,7 @@ class MirClient:
     def upload_blob(self, reference: str, digest: str, path: Path, advance: Advance | None = None) -> dict[str, Any]:
         ref = parse_ref(reference, require_ref=True)
         url = f"/v1/artifacts/{ref.repo}/versions/{quote(ref.ref or '')}/blobs/{digest}"
-        endpoint = Endpoint(self.url, dict(self._headers), self._read_timeout)
+        endpoint = self._endpoint()
         try:
             answer = send_file(endpoint, "PUT", url, path, advance)
         except UploadNetworkError as exc:
@@ -307,46 +310,111 @@ class MirClient:
         manifest: Manifest | None = None,
         sign_with: PrivateKey | None = None,
         inline_small_files: bool = True,
+        upload_while_hashing: bool = True,
+        hash_progress: HashProgress | None = None,
+        check_paths: Callable[[list[str]], None] | None = None,
         **extra: Any,
     ) -> dict[str, Any]:
         """Hash, (sign,) open, upload what is missing, commit. Safe to re-run after a crash: it resumes.
 
         Small files (``INLINE_FILE_MAX`` each, ``INLINE_TOTAL_MAX`` in all) travel inside the open request, and a
-        version made only of them is opened, stored and committed by that one request."""
+        version made only of them is opened, stored and committed by that one request. Unless a ``manifest`` is
+        given or ``upload_while_hashing`` is off, large files start uploading while the tree is hashed (see
+        ``registry.client.early_upload``); ``hash_progress`` and ``check_paths`` go to ``hash_directory``."""
         progress = progress or NoProgress()
         root = Path(directory)
+        early: EarlyUploads | None = None
         if manifest is None:
-            manifest = hash_directory(root)
+            if upload_while_hashing:
+                early = EarlyUploads(self._endpoint(), parse_ref(reference).namespace, parallel_uploads)
+            try:
+                manifest = hash_directory(root, progress=hash_progress, check_paths=check_paths,
+                                          on_listed=self._early_starter(early, reference))
+            except BaseException:
+                if early is not None:
+                    early.cancel()
+                raise
+        try:
+            return self._push_hashed(root, reference, manifest, early, progress, parallel_uploads, sign_with,
+                                     inline_small_files, kind=kind, description=description, **extra)
+        except BaseException:
+            if early is not None:
+                early.cancel()
+            raise
+
+    def _early_starter(self, early: EarlyUploads | None, reference: str) -> Callable[[list[TreeFile]], None]:
+        """Starts the early uploads once the tree is listed, skipping files the latest version has as they are."""
+
+        def start(files: list[TreeFile]) -> None:
+            if early is not None and any(f.size >= EARLY_MIN for f in files):
+                early.start(files, self._latest_files(reference))
+
+        return start
+
+    def _latest_files(self, reference: str) -> set[tuple[str, int]]:
+        """(path, size) of each file of the artifact's latest version; none when it has none (or is unreadable)."""
+        try:
+            latest = self.show_version(parse_ref(reference).repo)
+        except MirError:
+            return set()
+        return {(str(f["path"]), int(f["size"])) for f in latest.get("files", ())}
+
+    def _push_hashed(
+        self, root: Path, reference: str, manifest: Manifest, early: EarlyUploads | None, progress: Progress,
+        parallel_uploads: int, sign_with: PrivateKey | None, inline_small_files: bool, **fields: Any,
+    ) -> dict[str, Any]:
         manifest.check_portable()
         if not manifest.files:
             raise MirError("empty_manifest", f"{root} holds no files to push; a version needs at least one")
         if sign_with is not None:
             envelope = sign_manifest(manifest, sign_with, model_name=parse_ref(reference).repo)
-            extra["signatures"] = [*extra.get("signatures", []), envelope.to_dict()]
+            fields["signatures"] = [*fields.get("signatures", []), envelope.to_dict()]
         inline = _small_files(root, manifest) if inline_small_files else {}
-        opened = self._open_for_push(reference, manifest, inline, kind=kind, description=description, **extra)
+        opened = self._open_for_push(reference, manifest, inline, **fields)
         sent_inline = list(opened.get("inline_stored", ()))  # inline contents the registry did not hold
-        distinct = len({f.digest for f in manifest.files})
+        missing = set() if opened.get("committed") else set(opened["missing"])
+        digest_of = {entry.path: entry.digest for entry in manifest.files}
+        awaited = {digest_of[path] for path in (early.paths if early else ()) if digest_of.get(path) in missing}
         todo: dict[str, tuple[Path, int]] = {}
-        if not opened.get("committed"):
-            missing = set(opened["missing"])
-            for entry in manifest.files:
-                if entry.digest in missing and entry.digest not in todo:
-                    todo[entry.digest] = (root / entry.path, entry.size)
+        for entry in manifest.files:
+            if entry.digest in missing and entry.digest not in awaited and entry.digest not in todo:
+                todo[entry.digest] = (root / entry.path, entry.size)
+        sizes = {entry.digest: entry.size for entry in manifest.files}
+        sent_early: set[str] = set()
         if sent_inline:
             progress.note(f"upload {len(sent_inline)} file(s): small, sent with the manifest")
-        if todo:
-            advance = progress.task(f"upload {len(todo)} file(s)", sum(size for _p, size in todo.values()))
+        if todo or awaited:
+            advance = progress.task(f"upload {len(todo) + len(awaited)} file(s)",
+                                    sum(sizes[d] for d in {*todo, *awaited}))
             with ThreadPoolExecutor(max_workers=max(1, parallel_uploads)) as pool:
                 futures = [pool.submit(self.upload_blob, reference, d, p, advance) for d, (p, _s) in todo.items()]
+                if early is not None:
+                    settled = self._settle(early, digest_of, missing, advance)
+                    sent_early = set(settled.sent.values())
+                    futures += [pool.submit(self.upload_blob, reference, digest_of[path], root / path, advance)
+                                for path in settled.still_missing]
                 for future in futures:
                     future.result()
-        elif not sent_inline:
-            progress.note(f"nothing to upload: all {len(manifest.files)} file(s) already stored")
+        else:
+            if early is not None:
+                sent_early = set(self._settle(early, digest_of, missing, lambda _n: None).sent.values())
+            if not sent_inline and not sent_early:
+                progress.note(f"nothing to upload: all {len(manifest.files)} file(s) already stored")
         committed = dict(opened["version"]) if opened.get("committed") else self.commit(reference)
-        committed["uploaded_blobs"] = len(todo) + len(sent_inline)
-        committed["reused_blobs"] = distinct - len(todo) - len(sent_inline)
+        uploaded = {*todo, *sent_inline, *sent_early}
+        committed["uploaded_blobs"] = len(uploaded)
+        committed["reused_blobs"] = len(sizes) - len(uploaded)
         return committed
+
+    @staticmethod
+    def _settle(early: EarlyUploads, digest_of: dict[str, str], missing: set[str], advance: Advance) -> Settled:
+        try:
+            return early.settle(digest_of, missing, advance)
+        except ChangedWhilePushed as exc:
+            raise MirError("file_changed", str(exc)) from exc
+
+    def _endpoint(self) -> Endpoint:
+        return Endpoint(self.url, dict(self._headers), self._read_timeout)
 
     def _open_for_push(
         self, reference: str, manifest: Manifest, inline: dict[str, str], **fields: Any
@@ -412,7 +480,7 @@ class MirClient:
         advance = progress.task(f"download {len(manifest.files)} file(s)", manifest.total_size)
         targets = [(entry, _safe_target(root, entry.path)) for entry in manifest.files]  # all checked before I/O
         replaced: list[str] = []
-        endpoint = Endpoint(self.url, dict(self._headers), self._read_timeout)
+        endpoint = self._endpoint()
         files_at_once = max(1, min(parallel_downloads, len(targets)))
         if connections is None:
             connections = max(2, min(8, os.cpu_count() or 2))

@@ -8,8 +8,11 @@ a file that changed after it was hashed is caught there.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
+import socket
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,13 +32,42 @@ class Answer:
     body: bytes
 
 
-def send_file(endpoint: Endpoint, method: str, url_path: str, path: Path, advance: Advance | None) -> Answer:
+class Cancellation:
+    """Lets another thread stop a ``send_file``: its connection is shut down (the server then stores nothing),
+    and a send that has not connected yet never starts."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sock: socket.socket | None = None
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        with self._lock:
+            self.cancelled = True
+            if self._sock is not None:
+                with contextlib.suppress(OSError):
+                    self._sock.shutdown(socket.SHUT_RDWR)
+
+    def attach(self, sock: socket.socket | None) -> None:
+        """Watch ``sock``; UploadNetworkError if the send was cancelled already."""
+        with self._lock:
+            if self.cancelled:
+                raise UploadNetworkError("cancelled")
+            self._sock = sock
+
+
+def send_file(
+    endpoint: Endpoint, method: str, url_path: str, path: Path, advance: Advance | None,
+    cancellation: Cancellation | None = None,
+) -> Answer:
     """``method url_path`` with the file as body; the server's answer (any status)."""
     try:
         conn = endpoint.connect()
     except OSError as exc:
         raise UploadNetworkError(str(exc)) from exc
     try:
+        if cancellation is not None:
+            cancellation.attach(conn.sock)
         with open(path, "rb") as fh:
             size = _size(fh.fileno())
             conn.putrequest(method, endpoint.path(url_path), skip_accept_encoding=True)

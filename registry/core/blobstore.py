@@ -48,12 +48,14 @@ class BlobTooLarge(BlobSizeMismatch):
 
 
 class BlobWriter:
-    """Streams one blob to a temp file while hashing it; ``commit`` makes it visible."""
+    """Streams one blob to a temp file while hashing it; ``commit`` makes it visible.
 
-    def __init__(self, store: LocalBlobStore, digest: str, expected_size: int) -> None:
-        algorithm, self._hex = parse_digest(digest)
-        if algorithm != "sha256":
-            raise ValueError("the blob store addresses content by sha256 only")
+    With ``digest`` None the bytes name themselves: ``commit`` stores them under the SHA-256 they hash to and
+    sets ``digest`` (an upload that starts before its sender has finished hashing).
+    """
+
+    def __init__(self, store: LocalBlobStore, digest: str | None, expected_size: int) -> None:
+        self._expected = sha256_of(digest) if digest is not None else None
         self._store = store
         self.digest = digest
         self.expected_size = expected_size
@@ -62,7 +64,8 @@ class BlobWriter:
         self.blake3_digest: str | None = None
         self.chunks: ChunkList | None = None
         store.tmp_dir.mkdir(parents=True, exist_ok=True)
-        self.tmp_path = store.tmp_dir / temp_name(self._hex)
+        self.tmp_path = store.tmp_dir / temp_name(self._expected.removeprefix("sha256:") if self._expected
+                                                  else UNNAMED)
         self._fd: int | None = os.open(self.tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
 
     def write(self, chunk: bytes | bytearray | memoryview) -> None:
@@ -89,15 +92,16 @@ class BlobWriter:
 
     def commit(self) -> None:
         """Check size and digest, fsync, and atomically rename into place."""
-        self._hashes.check("sha256:" + self._hex, self.written, self.expected_size)
+        digest = self._hashes.check(self._expected, self.written, self.expected_size)
         assert self._fd is not None
         os.fsync(self._fd)
         os.close(self._fd)
         self._fd = None
-        final = self._store.path_for(self.digest)
+        final = self._store.path_for(digest)
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(self.tmp_path, final)
         _fsync_dir(final.parent)
+        self.digest = digest
         self.blake3_digest, self.chunks = self._hashes.finish()
 
     def abort(self) -> None:
@@ -105,6 +109,14 @@ class BlobWriter:
             os.close(self._fd)
             self._fd = None
         self.tmp_path.unlink(missing_ok=True)
+
+
+def sha256_of(digest: str) -> str:
+    """``digest`` spelled ``sha256:<hex>``; ValueError for other algorithms (blobs are addressed by SHA-256 only)."""
+    algorithm, hex_ = parse_digest(digest)
+    if algorithm != "sha256":
+        raise ValueError("the blob store addresses content by sha256 only")
+    return "sha256:" + hex_
 
 
 def _update_all(hasher: Any, pieces: list[bytes | bytearray | memoryview]) -> None:
@@ -150,13 +162,15 @@ class BlobHashes:
             if whole is not None:
                 whole.result()
 
-    def check(self, digest: str, written: int, expected_size: int) -> None:
-        """Refuse a body of the wrong size or whose SHA-256 is not ``digest`` (before anything becomes visible)."""
+    def check(self, digest: str | None, written: int, expected_size: int) -> str:
+        """The body's SHA-256 digest; refuses a body of the wrong size or, when ``digest`` is given, one that does
+        not hash to it (before anything becomes visible)."""
         if written != expected_size:
-            raise BlobSizeMismatch(f"body has {written} bytes, the manifest declares {expected_size}")
+            raise BlobSizeMismatch(f"body has {written} bytes, {expected_size} were declared")
         actual = "sha256:" + self._sha256.hexdigest()
-        if actual != digest:
+        if digest is not None and actual != digest:
             raise BlobDigestMismatch(f"body hashes to {actual}, not {digest}")
+        return actual
 
     def finish(self) -> tuple[str, ChunkList]:
         """The BLAKE3 digest and the chunk list, once the body checked out."""
@@ -200,6 +214,10 @@ class LocalBlobStore:
 
     def writer(self, digest: str, expected_size: int) -> BlobWriter:
         return BlobWriter(self, digest, expected_size)
+
+    def unnamed_writer(self, expected_size: int) -> BlobWriter:
+        """A writer whose bytes are stored under the digest they hash to (known once ``commit`` returns)."""
+        return BlobWriter(self, None, expected_size)
 
     def stat(self, digest: str) -> tuple[int, datetime] | None:
         """Size and last write time of a stored blob, or None."""
@@ -274,6 +292,7 @@ class LocalBlobStore:
         return removed
 
 
+UNNAMED = "unnamed"  # the temp-file tag of an upload whose digest is not known yet
 HOST_TAG = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:64] or "host"
 
 

@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import os
 import tempfile
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -27,11 +28,19 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from registry.core.blobstore import BlobDigestMismatch, BlobHashes, BlobStoreUnavailable, BlobTooLarge, check_growth
+from registry.core.blobstore import (
+    BlobDigestMismatch,
+    BlobHashes,
+    BlobStoreUnavailable,
+    BlobTooLarge,
+    check_growth,
+    sha256_of,
+)
 from registry.core.chunks import ChunkList
 from signing.digests import parse_digest
 
 MiB = 1 << 20
+INCOMING = "incoming"  # under the prefix: uploads whose digest is not known yet
 _PART_SENDERS = ThreadPoolExecutor(max_workers=16, thread_name_prefix="mir-s3-part")
 DEFAULT_PART_SIZE = 16 * MiB  # S3 parts are at least 5 MiB (the last excepted) and at most 10,000 per object
 MIN_PART_SIZE = 5 * MiB
@@ -75,14 +84,18 @@ class _ObjectReader:
 
 
 class S3BlobWriter:
-    """Streams one blob into a multipart upload of its final key while hashing it; ``commit`` completes it."""
+    """Streams one blob into a multipart upload of its final key while hashing it; ``commit`` completes it.
 
-    def __init__(self, store: S3BlobStore, digest: str, expected_size: int) -> None:
-        algorithm, self._hex = parse_digest(digest)
-        if algorithm != "sha256":
-            raise ValueError("the blob store addresses content by sha256 only")
+    With ``digest`` None the bytes name themselves: they stream into a key of their own under ``incoming/``,
+    and ``commit`` copies that object (inside the store) to the key of the SHA-256 they hash to, deletes it and
+    sets ``digest``. The content-addressed key still only ever holds complete, checked bytes.
+    """
+
+    def __init__(self, store: S3BlobStore, digest: str | None, expected_size: int) -> None:
+        self._expected = sha256_of(digest) if digest is not None else None
         self._store = store
         self.digest = digest
+        self._key = store.key_for(digest) if digest is not None else store.incoming_key()
         self.expected_size = expected_size
         self.written = 0
         self._hashes = BlobHashes()
@@ -118,13 +131,13 @@ class S3BlobWriter:
         """
         store = self._store
         if self._upload_id is None:
-            created = store.call("create_multipart_upload", Bucket=store.bucket, Key=store.key_for(self.digest))
+            created = store.call("create_multipart_upload", Bucket=store.bucket, Key=self._key)
             self._upload_id = created["UploadId"]
         self._wait_in_flight()
         number = len(self._parts) + 1
         body, self._buffer = bytes(self._buffer), bytearray()
         self._in_flight = _PART_SENDERS.submit(
-            store.call, "upload_part", Bucket=store.bucket, Key=store.key_for(self.digest),
+            store.call, "upload_part", Bucket=store.bucket, Key=self._key,
             UploadId=self._upload_id, PartNumber=number, Body=body)
         self._parts.append({"PartNumber": number, "ETag": ""})
 
@@ -135,8 +148,8 @@ class S3BlobWriter:
 
     def commit(self) -> None:
         """Check size and digest, then make the object visible (complete the upload, or one PUT if small)."""
-        self._hashes.check("sha256:" + self._hex, self.written, self.expected_size)
-        store, key = self._store, self._store.key_for(self.digest)
+        digest = self._hashes.check(self._expected, self.written, self.expected_size)
+        store, key = self._store, self._key
         if self._upload_id is None:
             store.call("put_object", Bucket=store.bucket, Key=key, Body=bytes(self._buffer))
         else:
@@ -147,6 +160,9 @@ class S3BlobWriter:
                        MultipartUpload={"Parts": self._parts})
         self._buffer = bytearray()
         self._done = True
+        if self._expected is None:
+            store.move_incoming(key, digest)
+        self.digest = digest
         self.blake3_digest, self.chunks = self._hashes.finish()
 
     def abort(self) -> None:
@@ -158,8 +174,8 @@ class S3BlobWriter:
             self._in_flight = None
         if self._upload_id is not None and not self._done:
             with contextlib.suppress(BlobStoreUnavailable):
-                self._store.call("abort_multipart_upload", Bucket=self._store.bucket,
-                                 Key=self._store.key_for(self.digest), UploadId=self._upload_id)
+                self._store.call("abort_multipart_upload", Bucket=self._store.bucket, Key=self._key,
+                                 UploadId=self._upload_id)
             self._upload_id = None
 
 
@@ -249,6 +265,26 @@ class S3BlobStore:
     def writer(self, digest: str, expected_size: int) -> S3BlobWriter:
         return S3BlobWriter(self, digest, expected_size)
 
+    def unnamed_writer(self, expected_size: int) -> S3BlobWriter:
+        """A writer whose bytes are stored under the digest they hash to (known once ``commit`` returns)."""
+        return S3BlobWriter(self, None, expected_size)
+
+    def incoming_key(self) -> str:
+        """A fresh key for bytes whose digest is not known yet (never one a digest maps to)."""
+        key = f"{INCOMING}/{uuid.uuid4().hex}"
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def move_incoming(self, key: str, digest: str) -> None:
+        """Copy a completed incoming object to ``digest``'s key inside the store, then delete it. The copy
+        replaces the whole object at once (S3 shows a copy only when it is complete), so the digest's key never
+        holds partial bytes; a large object is copied in parts by boto3's managed copy."""
+        source = {"Bucket": self.bucket, "Key": key}
+        try:
+            self.call("copy", CopySource=source, Bucket=self.bucket, Key=self.key_for(digest))
+        finally:
+            with contextlib.suppress(BlobStoreUnavailable):  # else ``sweep_temp`` deletes it later
+                self.call("delete_object", Bucket=self.bucket, Key=key)
+
     def read_range(self, digest: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
         """The bytes ``[start, end)`` of a blob, streamed in pieces of about 1 MiB (one ranged GET).
 
@@ -322,8 +358,27 @@ class S3BlobStore:
         return None
 
     def sweep_temp(self, older_than_s: float = 0) -> int:
-        """Abort multipart uploads under this prefix started more than ``older_than_s`` ago (crashed writers)."""
+        """Abort multipart uploads under this prefix started more than ``older_than_s`` ago, and delete incoming
+        objects written before then (crashed writers); returns how many."""
         cutoff = datetime.now(UTC) - timedelta(seconds=older_than_s)
+        return self._abort_stale_uploads(cutoff) + self._delete_stale_incoming(cutoff)
+
+    def _delete_stale_incoming(self, cutoff: datetime) -> int:
+        deleted = 0
+        base = f"{self.prefix}/{INCOMING}/" if self.prefix else f"{INCOMING}/"
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": base}
+        while True:
+            page = self.call("list_objects_v2", **kwargs)
+            for item in page.get("Contents", []):
+                if item["LastModified"] <= cutoff:
+                    with contextlib.suppress(BlobStoreUnavailable):
+                        self.call("delete_object", Bucket=self.bucket, Key=item["Key"])
+                        deleted += 1
+            if not page.get("IsTruncated"):
+                return deleted
+            kwargs["ContinuationToken"] = page["NextContinuationToken"]
+
+    def _abort_stale_uploads(self, cutoff: datetime) -> int:
         aborted = 0
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": f"{self.prefix}/" if self.prefix else ""}
         while True:

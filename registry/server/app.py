@@ -14,6 +14,7 @@ from registry.api import (
     aliases,
     audit,
     blobs,
+    incoming,
     lineage,
     observability,
     signatures,
@@ -51,7 +52,7 @@ def health() -> dict[str, Any]:
 def _routers() -> list[APIRouter]:
     """Every router, in matching order: Hugging Face Hub-compatible routes live at the root, after /v1 and the
     web interface (whose paths the Hub's ``/{namespace}/{name}/resolve/...`` could otherwise take)."""
-    modules = (versions, blobs, aliases, tokens, audit, signatures, lineage, verify, synthetic, observability)
+    modules = (versions, blobs, incoming, aliases, tokens, audit, signatures, lineage, verify, synthetic, observability)
     ui = (ui_assets.router, ui_pages.router, ui_actions.router)
     return [meta, *(m.router for m in modules), *ui, hf_read.router, hf_write.router]
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-V1_STREAMED_PATH = re.compile(r"^/v1/artifacts/[^/]+/[^/]+/versions/[^/]+/blobs/")
+V1_STREAMED_PATH = re.compile(r"^/v1/(?:artifacts/[^/]+/[^/]+/versions/[^/]+/blobs/|namespaces/[^/]+/blobs/?$)")
 
 
 class BodyTooLarge(Exception):

@@ -94,6 +94,9 @@ def test_blobs_land_in_the_bucket_and_pull_through_either_replica(replicas: Repl
     assert s3.head_object(Bucket=BUCKET, Key=key_of(big))["ContentLength"] == len(big)
     assert not (replicas.redirect.data_dir / "blobs" / "sha256").exists(), "blobs went to the local directory"
     assert not s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads"), "an upload was left unfinished"
+    # model.bin went up while the client hashed it: into an incoming key, then copied to its digest's key
+    assert "POST /v1/namespaces/{namespace}/blobs 200" in replicas.redirect.log()
+    assert not s3.list_objects_v2(Bucket=BUCKET, Prefix="blobs/incoming/").get("Contents"), "an incoming copy stayed"
 
     # GET on the redirecting replica: 302 to the store, checks first; the URL carries no registry token.
     moved = get(file_url(replicas.redirect, "acme/s3model@1", "model.bin"), replicas.redirect.admin_token)

@@ -155,3 +155,43 @@ def test_local_copy_refuses_an_object_that_rotted_in_the_store(store: S3BlobStor
     with pytest.raises(BlobDigestMismatch), store.local_copy(sha(data), tmp_path / "spool", max_bytes=10_000):
         pass
     assert list((tmp_path / "spool").iterdir()) == []
+
+
+@pytest.mark.parametrize("size", [1000, 2 * MIN_PART_SIZE + 12345], ids=["small", "multipart"])
+def test_unnamed_bytes_land_under_their_digest_and_leave_no_incoming_object(store: S3BlobStore, size: int) -> None:
+    data = os.urandom(size)
+    writer = store.unnamed_writer(size)
+    for i in range(0, size, 1 << 20):
+        writer.write(data[i:i + (1 << 20)])
+    assert writer.digest is None
+    writer.commit()
+    assert writer.digest == sha(data)
+    assert b"".join(store.read_range(sha(data))) == data
+    keys = [o["Key"] for o in store.client.list_objects_v2(Bucket=store.bucket).get("Contents", [])]
+    assert keys == [store.key_for(sha(data))]  # the incoming copy is gone
+    assert store.client.list_multipart_uploads(Bucket=store.bucket).get("Uploads", []) == []
+
+
+@pytest.mark.parametrize("problem", ["short", "long"])
+def test_unnamed_bytes_of_the_wrong_length_leave_nothing(store: S3BlobStore, problem: str) -> None:
+    data = os.urandom(MIN_PART_SIZE + 100)
+    writer = store.unnamed_writer(len(data) + 1 if problem == "short" else len(data) - 1)
+    with pytest.raises(BlobTooLarge if problem == "long" else BlobSizeMismatch):
+        try:
+            writer.write(data)
+            writer.commit()
+        except BaseException:
+            writer.abort()
+            raise
+    assert store.client.list_objects_v2(Bucket=store.bucket).get("Contents", []) == []
+    assert store.client.list_multipart_uploads(Bucket=store.bucket).get("Uploads", []) == []
+
+
+def test_an_incoming_object_left_by_a_crash_is_swept(store: S3BlobStore) -> None:
+    key = store.incoming_key()  # completed, then the process died before the copy and delete
+    store.client.put_object(Bucket=store.bucket, Key=key, Body=b"half-way")
+    _write(store, b"a real blob")
+    assert store.sweep_temp(older_than_s=0) == 1
+    keys = [o["Key"] for o in store.client.list_objects_v2(Bucket=store.bucket).get("Contents", [])]
+    assert keys == [store.key_for(sha(b"a real blob"))]
+    assert [d for d, _s, _t in store.iter_digests()] == [sha(b"a real blob")]
