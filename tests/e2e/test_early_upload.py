@@ -129,7 +129,9 @@ def test_cut_short_and_unsized_bodies_store_nothing(server: LiveServer, tmp_path
     _raw_request(server, server.admin_token, head, part, cut=True)  # the connection ends after half the body
     chunked = ("POST /v1/namespaces/early/blobs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
                "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
-    answer = _raw_request(server, server.admin_token, chunked, f"{len(part):x}\r\n".encode() + part + b"\r\n0\r\n\r\n")
+    # Refused on its headers: the body is not sent (bytes the server never reads would reset the connection
+    # as it closes, and could take the answer with them).
+    answer = _raw_request(server, server.admin_token, chunked, b"")
     assert answer.startswith(b"HTTP/1.1 411") and b"length_required" in answer
     deadline = time.monotonic() + 10
     while _temp_files(server) and time.monotonic() < deadline:
@@ -166,6 +168,6 @@ def test_only_writers_of_the_namespace_may_send_and_holding_stays_with_the_sende
 def test_an_oversized_body_is_refused_before_it_is_read(server: LiveServer) -> None:
     head = ("POST /v1/namespaces/early/blobs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
             f"Content-Length: {1 << 50}\r\nConnection: close\r\n\r\n")
-    answer = _raw_request(server, server.admin_token, head, b"x" * 1000)
+    answer = _raw_request(server, server.admin_token, head, b"")  # headers only: see the test above
     assert answer.startswith(b"HTTP/1.1 413") and b"blob_too_large" in answer
     assert not _temp_files(server)
