@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import quote
 
@@ -78,16 +80,23 @@ async def upload_blob(
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > size:
         raise ApiError(413, "size_mismatch", f"body of {length} bytes is larger than the declared {size} bytes")
-    try:
+    with upload_errors():
         stored_blob = await receive_blob(ctx.blobs, digest, size, request.stream())
+    await run_in_threadpool(record_one_received, ctx, namespace, digest, size, stored_blob, principal.name)
+    return {"digest": digest, "size": size, "stored": "new"}
+
+
+@contextmanager
+def upload_errors() -> Iterator[None]:
+    """A body that does not match what was declared, as the /v1 upload routes answer it (nothing is stored)."""
+    try:
+        yield
     except BlobSizeMismatch as exc:
         raise ApiError(413 if isinstance(exc, BlobTooLarge) else 400, "size_mismatch", str(exc)) from exc
     except BlobDigestMismatch as exc:
         raise ApiError(400, "digest_mismatch", str(exc)) from exc
     except ClientDisconnect as exc:
         raise ApiError(400, "upload_incomplete", "client disconnected before the body was complete") from exc
-    await run_in_threadpool(record_one_received, ctx, namespace, digest, size, stored_blob, principal.name)
-    return {"digest": digest, "size": size, "stored": "new"}
 
 
 @router.get(

@@ -15,13 +15,12 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import ClientDisconnect
 
+from registry.api.blobs import upload_errors
 from registry.api.refs import Namespace
 from registry.api.responses import BINARY, BlobStored
 from registry.artifacts.uploads import receive_unnamed_blob, record_one_received
 from registry.auth.tokens import Context, CurrentPrincipal
-from registry.core.blobstore import BlobSizeMismatch
 from registry.core.errors import ApiError
 
 router = APIRouter(prefix="/v1/namespaces", tags=["blobs"])
@@ -48,11 +47,7 @@ async def upload_unnamed_blob(
     size = int(length)
     if size > ctx.settings.max_blob_size:
         raise ApiError(413, "blob_too_large", f"a body of {size} bytes is larger than the registry's blob limit")
-    try:
+    with upload_errors():
         digest, stored = await receive_unnamed_blob(ctx.blobs, size, request.stream())
-    except BlobSizeMismatch as exc:
-        raise ApiError(400, "size_mismatch", str(exc)) from exc
-    except ClientDisconnect as exc:
-        raise ApiError(400, "upload_incomplete", "client disconnected before the body was complete") from exc
     await run_in_threadpool(record_one_received, ctx, namespace, digest, size, stored, principal.name)
     return {"digest": digest, "size": size, "stored": "new"}

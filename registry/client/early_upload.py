@@ -64,7 +64,7 @@ class Settled:
     """What became of the early uploads once the version was opened."""
 
     sent: dict[str, str]  # manifest path -> digest the registry stored from its bytes
-    still_missing: list[str]  # manifest paths whose early upload failed: send them the usual way
+    still_missing: list[str]  # manifest paths whose early upload failed or was lost: send them the usual way
 
 
 class EarlyUploads:
@@ -75,6 +75,7 @@ class EarlyUploads:
         self._url = f"/v1/namespaces/{namespace}/blobs"
         self._pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="mir-early-upload")
         self._files: dict[str, _Early] = {}
+        self._answered_before_open: set[str] = set()
 
     def start(self, files: Iterable[TreeFile], known: set[tuple[str, int]]) -> None:
         """Start sending every file of ``EARLY_MIN`` bytes or more that ``known`` (path, size) does not list."""
@@ -88,6 +89,13 @@ class EarlyUploads:
     @property
     def paths(self) -> set[str]:
         return set(self._files)
+
+    def opening(self) -> None:
+        """Note which uploads were answered before the version is opened: one of those whose digest the open
+        still reports missing lost its bytes meanwhile (``mir gc`` collects them: no version lists them yet), so
+        ``settle`` has it sent again rather than counted as sent."""
+        self._answered_before_open = {path for path, early in self._files.items()
+                                      if early.answer is not None and early.answer.done()}
 
     def cancel(self) -> None:
         """Stop every upload (the push failed before the open): the registry stores nothing of a cut-off body."""
@@ -104,7 +112,8 @@ class EarlyUploads:
         """
         for path, early in self._files.items():
             if digests.get(path) in missing:
-                early.relay.forward_to(advance)
+                if path not in self._answered_before_open:  # else sent again, and counted then
+                    early.relay.forward_to(advance)
             else:
                 early.cancellation.cancel()
         sent: dict[str, str] = {}
@@ -118,6 +127,8 @@ class EarlyUploads:
                     failed.append(path)
             elif stored != hashed:
                 raise ChangedWhilePushed(path, hashed, stored)
+            elif hashed in missing and path in self._answered_before_open:
+                failed.append(path)
             else:
                 sent[path] = stored
         self._pool.shutdown(wait=True)

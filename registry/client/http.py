@@ -370,6 +370,8 @@ class MirClient:
             envelope = sign_manifest(manifest, sign_with, model_name=parse_ref(reference).repo)
             fields["signatures"] = [*fields.get("signatures", []), envelope.to_dict()]
         inline = _small_files(root, manifest) if inline_small_files else {}
+        if early is not None:
+            early.opening()
         opened = self._open_for_push(reference, manifest, inline, **fields)
         sent_inline = list(opened.get("inline_stored", ()))  # inline contents the registry did not hold
         missing = set() if opened.get("committed") else set(opened["missing"])
@@ -390,7 +392,7 @@ class MirClient:
                 futures = [pool.submit(self.upload_blob, reference, d, p, advance) for d, (p, _s) in todo.items()]
                 if early is not None:
                     settled = self._settle(early, digest_of, missing, advance)
-                    sent_early = set(settled.sent.values())
+                    sent_early = set(settled.sent.values()) | {digest_of[path] for path in settled.still_missing}
                     futures += [pool.submit(self.upload_blob, reference, digest_of[path], root / path, advance)
                                 for path in settled.still_missing]
                 for future in futures:

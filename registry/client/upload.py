@@ -80,8 +80,8 @@ def send_file(
                 offset = 0
                 while offset < size:
                     sent = conn.sock.sendfile(fh, offset, min(SEND_STEP, size - offset))
-                    if not sent:
-                        raise OSError(f"{path} ended after {offset} of {size} bytes while it was sent")
+                    if not sent:  # the server, owed the rest of the body, would never answer: no waiting
+                        raise UploadNetworkError(f"{path} ended after {offset} of {size} bytes while it was sent")
                     offset += sent
                     if advance is not None:
                         advance(sent)

@@ -3,32 +3,18 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import subprocess
 from pathlib import Path
-from typing import Any
 
 from registry.client.http import MirClient
 from registry.core.blobstore import LocalBlobStore
 from signing.manifest import FileEntry, Manifest
-from tests.support.server import MIR, LiveServer, live_server
+from tests.support.server import live_server, run_gc
 from tests.support.trees import make_tree
 
 
 def sha(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def gc(live: LiveServer, *args: str) -> dict[str, Any]:
-    """``mir gc --json`` on the server machine: the server's settings, no token."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MIR_")}
-    env.update(MIR_DATA_DIR=str(live.data_dir), MIR_DATABASE_URL=live.database_url, COLUMNS="400")
-    done = subprocess.run([*MIR, "gc", "--json", *args], env=env, capture_output=True, text=True, timeout=300,
-                          stdin=subprocess.DEVNULL)
-    assert done.returncode == 0, done.stderr
-    report: dict[str, Any] = json.loads(done.stdout)
-    return report
 
 
 def test_gc_keeps_what_versions_list_and_takes_the_rest(db_url: str, tmp_path: Path) -> None:
@@ -52,20 +38,20 @@ def test_gc_keeps_what_versions_list_and_takes_the_rest(db_url: str, tmp_path: P
         writer.write(orphan)
         writer.commit()
 
-        young = gc(live, "--min-age", "1h")
+        young = run_gc(live, "--min-age", "1h")
         assert young["collected"] == [] and young["kept_young"] == 2
-        dry = gc(live, "--min-age", "0", "--dry-run")
+        dry = run_gc(live, "--min-age", "0", "--dry-run")
         assert {(c["digest"], c["reason"]) for c in dry["collected"]} == {
             (sha(aborted), "unreferenced"), (sha(orphan), "orphan file")}
         assert store.exists(sha(aborted)) and store.exists(sha(orphan))
 
-        done = gc(live, "--min-age", "0")
+        done = run_gc(live, "--min-age", "0")
         assert {c["digest"] for c in done["collected"]} == {sha(aborted), sha(orphan)}
         assert done["bytes_freed"] == len(aborted) + len(orphan)
         assert not store.exists(sha(aborted)) and not store.exists(sha(orphan))
         for data in (shared, kept, pending):
             assert store.exists(sha(data), len(data))
-        assert gc(live, "--min-age", "0")["collected"] == []  # nothing left to take
+        assert run_gc(live, "--min-age", "0")["collected"] == []  # nothing left to take
 
         # Everything that was listed still works: pull and verify, finish the open push, push the aborted one.
         pulled = live.cli("pull", "acme/kept@1", str(tmp_path / "out"))

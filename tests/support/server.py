@@ -139,3 +139,14 @@ def _wait_gone(pids: list[int], timeout: float = 20) -> None:
         if _alive(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+
+def run_gc(live: LiveServer, *args: str) -> dict[str, Any]:
+    """``mir gc --json`` on the server machine: the server's settings, no token."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MIR_")}
+    env.update(MIR_DATA_DIR=str(live.data_dir), MIR_DATABASE_URL=live.database_url, COLUMNS="400")
+    done = subprocess.run([*MIR, "gc", "--json", *args], env=env, capture_output=True, text=True, timeout=300,
+                          stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr
+    report: dict[str, Any] = json.loads(done.stdout)
+    return report
