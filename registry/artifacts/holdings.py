@@ -19,15 +19,9 @@ from sqlalchemy.orm import Session
 from registry.artifacts.gc import hold_blobs_against_gc
 from registry.artifacts.models import Blob, NamespaceBlob
 from registry.core.blob_stores import BlobStore
-from registry.core.db import insert_unless_present
+from registry.core.db import batches, insert_unless_present
 
 CanRead = Callable[[str], bool]
-_IN_CHUNK = 500
-
-
-def _chunks(items: list[str]) -> Iterable[list[str]]:
-    for start in range(0, len(items), _IN_CHUNK):
-        yield items[start : start + _IN_CHUNK]
 
 
 def _intact(session: Session, wanted: Mapping[str, int]) -> dict[str, set[str]]:
@@ -42,7 +36,7 @@ def _intact(session: Session, wanted: Mapping[str, int]) -> dict[str, set[str]]:
     """
     hold_blobs_against_gc(session)
     found: dict[str, set[str]] = {}
-    for chunk in _chunks(sorted(wanted)):
+    for chunk in batches(sorted(wanted)):
         rows = session.execute(
             select(Blob.digest, Blob.size, Blob.corrupt_at, NamespaceBlob.namespace)
             .outerjoin(NamespaceBlob, NamespaceBlob.digest == Blob.digest)
@@ -59,8 +53,7 @@ def _intact(session: Session, wanted: Mapping[str, int]) -> dict[str, set[str]]:
 def record_holding(session: Session, namespace: str, digests: Iterable[str]) -> None:
     """The namespace now holds these blobs (idempotent, safe under concurrent pushes)."""
     wanted = sorted(set(digests))
-    for start in range(0, len(wanted), _IN_CHUNK):
-        chunk = wanted[start : start + _IN_CHUNK]
+    for chunk in batches(wanted):
         insert_unless_present(session, NamespaceBlob, [{"namespace": namespace, "digest": d} for d in chunk])
 
 

@@ -20,7 +20,7 @@ from registry.artifacts.models import Blob, BlobChunks, Version, VersionFile
 from registry.audit import log as audit
 from registry.core.blob_stores import BlobStore
 from registry.core.chunks import HASH_LEN, ChunkList
-from registry.core.db import insert_unless_present
+from registry.core.db import batches, insert_unless_present
 from registry.core.tables import utcnow
 
 CORRUPT_ACTION = "blob.corrupt"
@@ -121,9 +121,9 @@ def clear_mark(session: Session, digest: str, *, actor: str, detected_by: str) -
 def clear_marks(session: Session, digests: Sequence[str], *, actor: str, detected_by: str) -> list[str]:
     """:func:`clear_mark` for many blobs: one statement, an audit entry for each blob that was marked."""
     cleared: list[str] = []
-    for start in range(0, len(digests), 500):
+    for part in batches(digests):
         rows = session.execute(
-            update(Blob).where(Blob.digest.in_(digests[start : start + 500]), Blob.corrupt_at.is_not(None))
+            update(Blob).where(Blob.digest.in_(part), Blob.corrupt_at.is_not(None))
             .values(corrupt_at=None, corrupt_reason=None).returning(Blob.digest)
         )
         cleared.extend(sorted(str(d) for d in rows.scalars()))

@@ -21,7 +21,7 @@ from registry.audit import log as audit
 from registry.audit.models import QueuedAuditEvent
 from registry.core.blob_stores import BlobStore
 from registry.core.chunks import ChunkList
-from registry.core.db import insert_unless_present
+from registry.core.db import batches, insert_unless_present
 from registry.core.errors import ApiError, not_found
 from registry.core.names import InvalidNameError, ReservedNameError, validate_new_alias, validate_new_version
 from registry.core.tables import utcnow
@@ -235,8 +235,7 @@ def record_blob(
 
 def record_blobs(session: Session, blobs: Sequence[BlobRecord]) -> None:
     """:func:`record_blob` for many blobs in a constant number of statements (a push of many small files)."""
-    for start in range(0, len(blobs), _ROWS_PER_STATEMENT):
-        part = blobs[start : start + _ROWS_PER_STATEMENT]
+    for part in batches(blobs):
         insert_unless_present(session, Blob, [{"digest": b.digest, "size": b.size, "blake3": b.blake3} for b in part])
         hashed = [{"d": b.digest, "b3": b.blake3} for b in part if b.blake3 is not None]
         if hashed:  # rows recorded before BLAKE3 digests were kept
@@ -248,9 +247,6 @@ def record_blobs(session: Session, blobs: Sequence[BlobRecord]) -> None:
                 hashed,
             )
         blob_integrity.record_chunk_lists(session, [(b.digest, b.chunks) for b in part if b.chunks is not None])
-
-
-_ROWS_PER_STATEMENT = 500
 
 
 def abort_version(session: Session, version: Version, *, actor: str) -> None:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
@@ -78,6 +78,16 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
         session.close()
     for hook in session.info.pop(_AFTER_COMMIT, ()):
         hook()
+
+
+ROWS_PER_STATEMENT = 500  # rows, or values of an IN list, per statement: within every backend's parameter limit
+_Item = TypeVar("_Item")
+
+
+def batches(items: Sequence[_Item], size: int = ROWS_PER_STATEMENT) -> Iterator[Sequence[_Item]]:
+    """``items`` in slices of ``size``: how many-row writes and IN lists stay a constant number of statements."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 def insert_unless_present(

@@ -24,6 +24,7 @@ from registry.client.download import Endpoint
 from registry.client.early_upload import EARLY_MIN
 from registry.client.http import MirClient
 from registry.client.upload import UploadNetworkError, send_file
+from tests.e2e.test_early_upload import temp_files
 from tests.support.server import LiveServer, run_gc
 from tests.support.trees import make_tree
 
@@ -36,10 +37,6 @@ def _digest(data: bytes) -> str:
 
 def _early_posts(server: LiveServer) -> int:
     return sum(EARLY_ROUTE in line for line in server.log().splitlines())
-
-
-def _temp_files(server: LiveServer) -> list[Path]:
-    return [p for p in server.data_dir.rglob("*.part") if p.is_file()]
 
 
 def test_a_file_that_shrinks_while_sent_fails_at_once_instead_of_awaiting_an_answer(
@@ -57,9 +54,9 @@ def test_a_file_that_shrinks_while_sent_fails_at_once_instead_of_awaiting_an_ans
         send_file(endpoint, "POST", "/v1/namespaces/shrunk/blobs", path, rewrite_in_place)
     assert time.monotonic() - started < 10  # not the 30 s read timeout: nothing was waited for
     deadline = time.monotonic() + 10
-    while _temp_files(server) and time.monotonic() < deadline:
+    while temp_files(server) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not _temp_files(server)  # the server dropped the cut-off body
+    assert not temp_files(server)  # the server dropped the cut-off body
 
 
 def test_bytes_collected_between_an_early_upload_and_the_open_are_sent_again(

@@ -35,11 +35,14 @@ def _early_posts(server: LiveServer) -> list[str]:
 
 
 def _stored(server: LiveServer, digest: str) -> bool:
-    return any(p.is_file() for p in server.data_dir.rglob(digest.removeprefix("sha256:")))
+    hex_ = digest.removeprefix("sha256:")
+    return (server.data_dir / "blobs" / "sha256" / hex_[:2] / hex_[2:4] / hex_).is_file()
 
 
-def _temp_files(server: LiveServer) -> list[Path]:
-    return [p for p in server.data_dir.rglob("*.part") if p.is_file()]
+def temp_files(server: LiveServer) -> list[Path]:
+    """Uploads in progress (or left behind) in the server's blob directory. Only that directory is listed: a
+    walk of the whole data directory can meet a scan's spool directory as it is removed."""
+    return sorted((server.data_dir / "blobs" / "tmp").glob("*.part"))
 
 
 def test_a_large_file_is_sent_while_hashed_and_a_repush_sends_nothing_early(
@@ -77,7 +80,7 @@ def test_held_bytes_under_a_new_path_are_sent_early_and_the_push_still_reuses_no
         assert moved["state"] == "committed" and moved["uploaded_blobs"] + moved["reused_blobs"] == 1
         pulled = client.pull("early/moved@1", tmp_path / "out")
         assert pulled["file_count"] == 1 and (tmp_path / "out" / "renamed.bin").read_bytes() == big
-    assert not _temp_files(server)
+    assert not temp_files(server)
 
 
 def test_a_file_that_changes_while_pushed_fails_the_push(server: LiveServer, tmp_path: Path) -> None:
@@ -134,9 +137,9 @@ def test_cut_short_and_unsized_bodies_store_nothing(server: LiveServer, tmp_path
     answer = _raw_request(server, server.admin_token, chunked, b"")
     assert answer.startswith(b"HTTP/1.1 411") and b"length_required" in answer
     deadline = time.monotonic() + 10
-    while _temp_files(server) and time.monotonic() < deadline:
+    while temp_files(server) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not _temp_files(server) and not _stored(server, _digest(part))
+    assert not temp_files(server) and not _stored(server, _digest(part))
 
 
 def test_only_writers_of_the_namespace_may_send_and_holding_stays_with_the_sender(
@@ -170,4 +173,4 @@ def test_an_oversized_body_is_refused_before_it_is_read(server: LiveServer) -> N
             f"Content-Length: {1 << 50}\r\nConnection: close\r\n\r\n")
     answer = _raw_request(server, server.admin_token, head, b"")  # headers only: see the test above
     assert answer.startswith(b"HTTP/1.1 413") and b"blob_too_large" in answer
-    assert not _temp_files(server)
+    assert not temp_files(server)
