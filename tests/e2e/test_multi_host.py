@@ -223,31 +223,42 @@ def test_a_replica_killed_mid_push_the_push_finishes_through_the_other(cluster: 
     src = make_tree(cluster.work / "src-b", files)
     env = {**os.environ, "MIR_URL": cluster.api_url(0), "MIR_TOKEN": cluster.admin_token,
            "MIR_CONFIG_DIR": str(cluster.work / "cli-config"), "NO_PROXY": "*"}
-    pusher = subprocess.Popen([sys.executable, "-m", "registry.main", "push", str(src), "acme/killed@1"], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     digests = ["sha256:" + sha(d) for d in files.values()]
 
     def some_recorded() -> bool:  # stored in the bucket and recorded as held by the namespace
         return bool(cluster.sql("SELECT 1 FROM namespace_blobs WHERE namespace = 'acme' AND digest = ANY(:d)",
                                 d=digests))
 
-    wait_for(some_recorded, 180, "no blob of the push was recorded")
-    kill_hard(cluster.api_processes[0])
-    output = pusher.communicate(timeout=300)[0].decode(errors="replace")
-    assert pusher.returncode != 0, output
+    # 96 MiB at 160 Mbit/s take about 5 s: the kill lands mid-push on a machine of any speed
+    with cluster.apis[0].slow_link(160):
+        pusher = subprocess.Popen([sys.executable, "-m", "registry.main", "push", str(src), "acme/killed@1"],
+                                  env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        try:
+            wait_for(some_recorded, 180, "no blob of the push was recorded")
+            kill_hard(cluster.api_processes[0])
+            output = pusher.communicate(timeout=300)[0].decode(errors="replace")
+        finally:
+            if pusher.poll() is None:
+                pusher.kill()
+    try:
+        assert pusher.returncode != 0, output
+        assert not cluster.sql("SELECT 1 FROM versions v JOIN artifacts a ON a.id = v.artifact_id "
+                               "WHERE a.name = 'killed' AND v.state = 'committed'"), "the killed replica committed it"
 
-    resumed = cluster.cli(1, "push", str(src), "acme/killed@1")
-    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    assert " 0 already stored" not in resumed.stdout, resumed.stdout  # what arrived before the kill is kept
-    out = cluster.work / "pull-b"
-    assert cluster.cli(1, "pull", "acme/killed@1", str(out)).returncode == 0
-    assert all(sha((out / n).read_bytes()) == sha(d) for n, d in files.items())
-    cluster.api_processes[0] = cluster.start_api(0)  # the replica comes back on the same host
+        resumed = cluster.cli(1, "push", str(src), "acme/killed@1")
+        assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+        assert " 0 already stored" not in resumed.stdout, resumed.stdout  # what arrived before the kill is kept
+        out = cluster.work / "pull-b"
+        assert cluster.cli(1, "pull", "acme/killed@1", str(out)).returncode == 0
+        assert all(sha((out / n).read_bytes()) == sha(d) for n, d in files.items())
+    finally:
+        cluster.api_processes[0] = cluster.start_api(0)  # the replica comes back on the same host
 
 
 def test_a_worker_killed_mid_scan_the_other_finishes_after_the_lease(cluster: Cluster) -> None:
-    # Many blobs, so the job stays running for seconds while the poll below looks (a scan takes milliseconds)
-    files = {f"part-{i:03d}.npy": os.urandom(32 * 1024) for i in range(300)}
+    # Many blobs, so the job stays running for seconds while the poll below looks (a scan takes milliseconds).
+    # A fixed head: about 1 random file in 250 starts like a pickle or ONNX file and scans as error (malformed)
+    files = {f"part-{i:03d}.npy": b"not a model: " + os.urandom(32 * 1024) for i in range(300)}
     src = make_tree(cluster.work / "src-c", files)
     victim, survivor = cluster.worker_processes
     os.kill(survivor.pid, signal.SIGSTOP)  # so the victim is the one that takes the job
@@ -271,9 +282,18 @@ def test_a_worker_killed_mid_scan_the_other_finishes_after_the_lease(cluster: Cl
         while time.monotonic() < deadline and status in (None, "pending"):
             status = client.show_version("acme/scanme@1")["scan_status"]
             time.sleep(0.5)
-    # random bytes are unknown binary: suspicious (never an error from the crash, never left pending)
-    assert status == "suspicious", f"{status}\n{worker_logs(cluster)}"
+    # unknown binary: suspicious (never an error from the crash, never left pending)
+    assert status == "suspicious", f"{status}\n{scan_errors(cluster, 'scanme')}\n{worker_logs(cluster)}"
     cluster.worker_processes[0] = cluster.start_worker(0)
+
+
+def scan_errors(cluster: Cluster, artifact: str) -> str:
+    """The artifact's scan jobs and their tasks that failed: what a failing test needs to say why."""
+    rows = cluster.sql("SELECT j.id, j.state, j.attempts, j.error, t.blob_digest, t.attempts, t.claimed_by, t.error "
+                       "FROM scan_jobs j JOIN versions v ON v.id = j.version_id "
+                       "JOIN artifacts a ON a.id = v.artifact_id LEFT JOIN scan_tasks t ON t.job_id = j.id "
+                       "AND t.error IS NOT NULL WHERE a.name = :name ORDER BY j.id", name=artifact)
+    return "\n".join(" ".join(str(value) for value in row) for row in rows)
 
 
 def worker_logs(cluster: Cluster) -> str:

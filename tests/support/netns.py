@@ -35,7 +35,23 @@ class Host:
     name: str
     namespace: str
     address: str
+    link: str = ""  # the bridge's end of the host's veth pair: what the host receives leaves the bridge there
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    @contextlib.contextmanager
+    def slow_link(self, mbit_per_s: int) -> Iterator[None]:
+        """Traffic into the host limited to ``mbit_per_s`` (a token bucket on the bridge's end of its link), so
+        an upload to it takes seconds however fast the machine: a test can act while the bytes still flow."""
+        shape = ["qdisc", "add", "dev", self.link, "root", "tbf", "rate", f"{mbit_per_s}mbit", "burst", "64kb",
+                 "latency", "500ms"]
+        done = subprocess.run(["tc", *shape], capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+        if done.returncode != 0:
+            raise NamespaceUnavailable(f"`tc {' '.join(shape)}` failed: {done.stderr.strip() or done.returncode}")
+        try:
+            yield
+        finally:
+            subprocess.run(["tc", "qdisc", "del", "dev", self.link, "root"], capture_output=True, timeout=30,
+                           stdin=subprocess.DEVNULL)
 
     def start(self, argv: Sequence[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
         with open(log, "ab") as out:
@@ -87,7 +103,7 @@ class Network:
         namespace = f"mir-{self.tag}-{name}"
         outside, inside = f"mv{self.tag}{index}", f"mh{self.tag}{index}"
         _ip("netns", "add", namespace)
-        host = Host(name, namespace, f"{self.subnet}.{index}")
+        host = Host(name, namespace, f"{self.subnet}.{index}", outside)
         self.hosts.append(host)
         _ip("-n", namespace, "link", "set", "lo", "up")
         _ip("link", "add", outside, "type", "veth", "peer", "name", inside)
