@@ -21,7 +21,7 @@ from registry.audit import log as audit
 from registry.audit.models import QueuedAuditEvent
 from registry.core.blob_stores import BlobStore
 from registry.core.chunks import ChunkList
-from registry.core.db import batches, insert_unless_present
+from registry.core.db import batches, insert_new_rows
 from registry.core.errors import ApiError, not_found
 from registry.core.names import InvalidNameError, ReservedNameError, validate_new_alias, validate_new_version
 from registry.core.tables import utcnow
@@ -233,11 +233,15 @@ def record_blob(
     record_blobs(session, [BlobRecord(digest, size, blake3, chunks)])
 
 
-def record_blobs(session: Session, blobs: Sequence[BlobRecord]) -> None:
-    """:func:`record_blob` for many blobs in a constant number of statements (a push of many small files)."""
+def record_blobs(session: Session, blobs: Sequence[BlobRecord]) -> set[str]:
+    """:func:`record_blob` for many blobs in a constant number of statements (a push of many small files);
+    returns the digests whose rows this inserted (new blobs: nothing of theirs was recorded before)."""
+    inserted: set[str] = set()
     for part in batches(blobs):
-        insert_unless_present(session, Blob, [{"digest": b.digest, "size": b.size, "blake3": b.blake3} for b in part])
-        hashed = [{"d": b.digest, "b3": b.blake3} for b in part if b.blake3 is not None]
+        new = insert_new_rows(session, Blob, [{"digest": b.digest, "size": b.size, "blake3": b.blake3} for b in part],
+                              "digest")
+        inserted |= new
+        hashed = [{"d": b.digest, "b3": b.blake3} for b in part if b.blake3 is not None and b.digest not in new]
         if hashed:  # rows recorded before BLAKE3 digests were kept
             table = Blob.__table__
             assert isinstance(table, Table)
@@ -247,6 +251,7 @@ def record_blobs(session: Session, blobs: Sequence[BlobRecord]) -> None:
                 hashed,
             )
         blob_integrity.record_chunk_lists(session, [(b.digest, b.chunks) for b in part if b.chunks is not None])
+    return inserted
 
 
 def abort_version(session: Session, version: Version, *, actor: str) -> None:

@@ -99,7 +99,22 @@ def insert_unless_present(
     blob, its chunk list, a namespace's holdings) are written on every upload, concurrently. A row another
     transaction is inserting makes this wait for it, as a unique-key conflict would.
     """
+    if rows:
+        session.execute(_insert_ignoring_conflicts(session, model, rows))
+
+
+def insert_new_rows(session: Session, model: type[DeclarativeBase], rows: list[dict[str, Any]], key: str) -> set[Any]:
+    """:func:`insert_unless_present`, returning the ``key`` of each row it inserted: a row that did not exist
+    before this transaction needs no repair or fill-in, so the caller can skip those statements for it."""
     if not rows:
-        return
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    session.execute(dialect.insert(model).values(rows).on_conflict_do_nothing())
+        return set()
+    return set(session.scalars(_insert_ignoring_conflicts(session, model, rows).returning(getattr(model, key))))
+
+
+def _insert_ignoring_conflicts(
+    session: Session, model: type[DeclarativeBase], rows: dict[str, Any] | list[dict[str, Any]]
+) -> postgresql.Insert | sqlite.Insert:
+    """``INSERT ... ON CONFLICT DO NOTHING`` in the session's dialect: each has its own Insert construct."""
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert(model).values(rows).on_conflict_do_nothing()
+    return sqlite.insert(model).values(rows).on_conflict_do_nothing()
