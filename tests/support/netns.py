@@ -22,10 +22,15 @@ class NamespaceUnavailable(RuntimeError):
     """This sandbox cannot create network namespaces (not root, or no CAP_NET_ADMIN)."""
 
 
-def _ip(*args: str) -> None:
-    done = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+def _run(*argv: str) -> None:
+    """A network tool (``ip``, ``tc``); its failure says what it could not do."""
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
     if done.returncode != 0:
-        raise NamespaceUnavailable(f"`ip {' '.join(args)}` failed: {done.stderr.strip() or done.returncode}")
+        raise NamespaceUnavailable(f"`{' '.join(argv)}` failed: {done.stderr.strip() or done.returncode}")
+
+
+def _ip(*args: str) -> None:
+    _run("ip", *args)
 
 
 @dataclass
@@ -42,16 +47,13 @@ class Host:
     def slow_link(self, mbit_per_s: int) -> Iterator[None]:
         """Traffic into the host limited to ``mbit_per_s`` (a token bucket on the bridge's end of its link), so
         an upload to it takes seconds however fast the machine: a test can act while the bytes still flow."""
-        shape = ["qdisc", "add", "dev", self.link, "root", "tbf", "rate", f"{mbit_per_s}mbit", "burst", "64kb",
-                 "latency", "500ms"]
-        done = subprocess.run(["tc", *shape], capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
-        if done.returncode != 0:
-            raise NamespaceUnavailable(f"`tc {' '.join(shape)}` failed: {done.stderr.strip() or done.returncode}")
+        _run("tc", "qdisc", "add", "dev", self.link, "root", "tbf", "rate", f"{mbit_per_s}mbit", "burst", "64kb",
+             "latency", "500ms")
         try:
             yield
         finally:
-            subprocess.run(["tc", "qdisc", "del", "dev", self.link, "root"], capture_output=True, timeout=30,
-                           stdin=subprocess.DEVNULL)
+            with contextlib.suppress(NamespaceUnavailable):
+                _run("tc", "qdisc", "del", "dev", self.link, "root")
 
     def start(self, argv: Sequence[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
         with open(log, "ab") as out:
