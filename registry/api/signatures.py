@@ -71,5 +71,5 @@ def add_signature(
             raise ApiError(409, "signature_exists", f"key {', '.join(key_ids)} already signed this version")
         audit.record(s, action="signature.added", actor=principal.name, namespace=namespace, name=name,
                      version=version.version,
-                     details={"key_ids": [r.key_id for r in added], "manifest_digest": version.manifest_digest})
-        return {"key_ids": [r.key_id for r in added], "version": version.version}
+                     details={"key_ids": added, "manifest_digest": version.manifest_digest})
+        return {"key_ids": added, "version": version.version}

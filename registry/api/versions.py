@@ -23,6 +23,8 @@ from registry.artifacts import listing
 from registry.artifacts.holdings import missing_for_push
 from registry.artifacts.uploads import StoredBlob, record_received, store_bytes
 from registry.artifacts.versions import (
+    COMMITTED,
+    LATEST,
     abort_version,
     aliases_of,
     check_one_size_per_digest,
@@ -135,8 +137,13 @@ def open_version_route(
             "committed": False,
         }
         if body.commit and not answer["missing"]:
-            commit_version(s, ctx.blobs, version, actor=principal.name, signer=ctx.signer)
-            aliases = [a for a, v in aliases_of(s, art).items() if v == version.version]
+            # Every blob was found held (and in the store) or stored and recorded by this transaction.
+            newly_committed = version.state != COMMITTED
+            commit_version(s, ctx.blobs, version, actor=principal.name, signer=ctx.signer, held_here=set(wanted))
+            # A version committed just now has exactly the alias its commit moved (aliases only ever point at
+            # committed versions); a retried push's version may have gained others since.
+            aliases = ([LATEST] if newly_committed
+                       else [a for a, v in aliases_of(s, art).items() if v == version.version])
             return {**answer, "version": version_to_dict(version, aliases=aliases), "committed": True}
         return {**answer, "version": version_to_dict(version, with_files=False)}
 

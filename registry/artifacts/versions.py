@@ -6,12 +6,13 @@ runs inside a caller's transaction so a failure leaves nothing half-done.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any, NamedTuple
 
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from registry.artifacts import integrity as blob_integrity
 from registry.artifacts.commit_ids import find_by_commit, is_commit_id
@@ -21,7 +22,7 @@ from registry.audit import log as audit
 from registry.audit.models import QueuedAuditEvent
 from registry.core.blob_stores import BlobStore
 from registry.core.chunks import ChunkList
-from registry.core.db import batches, insert_new_rows
+from registry.core.db import batches, insert_new_object, insert_new_rows
 from registry.core.errors import ApiError, not_found
 from registry.core.names import InvalidNameError, ReservedNameError, validate_new_alias, validate_new_version
 from registry.core.tables import utcnow
@@ -118,10 +119,18 @@ def resolve_ref(session: Session, artifact: Artifact, ref: str | None) -> Versio
     return version
 
 
-def missing_digests(session: Session, blobs: BlobStore, manifest: Manifest, namespace: str) -> list[str]:
-    """Digests of the manifest that ``namespace`` does not hold yet (deduplicated, sorted)."""
+def missing_digests(
+    session: Session, blobs: BlobStore, manifest: Manifest, namespace: str, held_here: Collection[str] = ()
+) -> list[str]:
+    """Digests of the manifest that ``namespace`` does not hold yet (deduplicated, sorted).
+
+    ``held_here``: digests this transaction has already found held by ``namespace`` and present in the store
+    (an open that stored or found every blob): they are not looked up again.
+    """
     wanted = {f.digest: f.size for f in manifest.files}
-    held = held_by(session, blobs, namespace, wanted)
+    unchecked = {d: size for d, size in wanted.items() if d not in held_here}
+    held = held_by(session, blobs, namespace, unchecked) if unchecked else set()
+    held.update(d for d in wanted if d in held_here)
     return sorted(d for d in wanted if d not in held)
 
 
@@ -163,26 +172,22 @@ def open_version(
         raise ApiError(409, "name_taken", f"{version_name!r} is an alias of {artifact.namespace}/{artifact.name}")
     if existing is not None:
         return _resume(existing, manifest), True
-    version = Version(
-        artifact_id=artifact.id,
-        version=version_name,
-        state=OPEN,
-        manifest_digest=manifest.digest(),
-        file_count=len(manifest.files),
-        total_size=manifest.total_size,
-        description=description,
-        created_by=actor,
-    )
-    version.files = [VersionFile(path=f.path, size=f.size, digest=f.digest) for f in manifest.files]
-    try:
-        with session.begin_nested():
-            session.add(version)
-    except IntegrityError:
+    version = insert_new_object(session, Version, {
+        "artifact_id": artifact.id, "version": version_name, "state": OPEN, "manifest_digest": manifest.digest(),
+        "file_count": len(manifest.files), "total_size": manifest.total_size, "description": description,
+        "created_by": actor,
+    })
+    if version is None:
         # Another push opened the same version a moment ago: treat as a resume.
         raced = find_version(session, artifact, version_name)
         if raced is None:
-            raise
+            raise RuntimeError(f"{artifact.namespace}/{artifact.name}@{version_name} conflicted but is not there")
         return _resume(raced, manifest), True
+    files = session.scalars(
+        insert(VersionFile).returning(VersionFile, sort_by_parameter_order=True),
+        [{"version_id": version.id, "path": f.path, "size": f.size, "digest": f.digest} for f in manifest.files],
+    ).all()
+    set_committed_value(version, "files", sorted(files, key=lambda f: f.path))  # as the relationship orders them
     audit.record(
         session, action="version.opened", actor=actor, namespace=artifact.namespace, name=artifact.name,
         version=version_name, details={"manifest_digest": version.manifest_digest, "kind": artifact.kind},
@@ -280,11 +285,13 @@ def move_alias(
     """
     if tag and version is None:
         raise ValueError("a tag is created pointing at a version")
-    alias = find_alias(session, artifact, alias_name)
+    # With the version it points at, for the audit entry's ``from``: one query where there were two.
+    alias = session.get(Alias, (artifact.id, alias_name), options=[joinedload(Alias.version)])
     label = f"{artifact.namespace}/{artifact.name}@{alias_name}"
     if tag and alias is not None:
         raise ApiError(409, "alias_exists", f"{label} already exists as {'a tag' if alias.tag else 'an alias'}")
     before = alias.version_id if alias is not None else None
+    old = alias.version if alias is not None else None
     after = version.id if version is not None else None
     if before == after:
         return None
@@ -323,7 +330,6 @@ def move_alias(
     )
     session.add(event)
     session.flush()
-    old = session.get(Version, before) if before is not None else None
     audit.record(
         session, action="alias.moved", actor=actor, namespace=artifact.namespace, name=artifact.name,
         version=version.version if version is not None else None,

@@ -156,11 +156,14 @@ def authenticate(ctx: RegistryContext, token: str) -> Principal:
     if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
         raise _unauthorized("invalid token")
     digest = hash_token(token)
-    with ctx.transaction() as session:
+    with ctx.lookup() as session:
         row = session.scalar(select(ApiToken).where(ApiToken.token_hash == digest))
         if row is None or not hmac.compare_digest(row.token_hash, digest):
             raise _unauthorized("invalid token")
-        return principal_of(row)
+        principal = principal_of(row)
+        if session.dirty:  # its use noted (once a minute): one UPDATE, which commits on its own
+            session.commit()
+        return principal
 
 
 def principal_of(row: ApiToken) -> Principal:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 from threading import Lock
 
 from fastapi import Request
@@ -12,7 +13,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from registry.core.blob_stores import BlobStore, open_blob_store
-from registry.core.db import make_engine, make_session_factory, session_scope
+from registry.core.db import lookup_engine, make_engine, make_session_factory, session_scope
 from registry.core.registry_key import RegistrySigner, load_or_create
 from registry.core.settings import Settings
 
@@ -49,6 +50,20 @@ class RegistryContext:
     def transaction(self) -> Iterator[Session]:
         with session_scope(self.sessions) as session:
             yield session
+
+    @contextmanager
+    def lookup(self) -> Iterator[Session]:
+        """A session for one read that needs no transaction (a token look-up on every request): its statement
+        runs in autocommit, without the BEGIN and COMMIT round trips, and on SQLite without the write lock
+        every transaction takes. It sees the latest committed rows; a write in it commits on its own, alone, so
+        it may only make one idempotent change (a token's last use)."""
+        with Session(self._autocommit_engine) as session:
+            yield session
+
+    @cached_property
+    def _autocommit_engine(self) -> Engine:
+        """The engine's pool, its connections outside any transaction while they serve :meth:`lookup`."""
+        return lookup_engine(self.engine)
 
 
 def get_context(request: Request) -> RegistryContext:

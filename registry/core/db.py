@@ -12,6 +12,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
+_LOOKUP = "mir_lookup"  # execution option: statements outside any transaction (see lookup_engine)
+
 
 def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
@@ -37,8 +39,10 @@ def make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn: Any) -> None:
-            # Take the write lock at BEGIN so read-then-write transactions cannot deadlock.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # Take the write lock at BEGIN so read-then-write transactions cannot deadlock; a look-up in
+            # autocommit (RegistryContext.lookup) runs no transaction and takes no lock.
+            if not conn.get_execution_options().get(_LOOKUP):
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         # pysqlite's own transaction handling would issue BEGIN lazily; take over.
         @event.listens_for(engine, "connect", insert=True)
@@ -47,6 +51,16 @@ def make_engine(url: str) -> Engine:
 
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+def lookup_engine(engine: Engine) -> Engine:
+    """``engine``'s pool, for single reads that need no transaction: no BEGIN and COMMIT round trips and, on
+    SQLite, no write lock (every other SQLite transaction takes it at BEGIN). PostgreSQL runs them in
+    autocommit; pysqlite already runs in autocommit (the connect hook above) and only our BEGIN is skipped,
+    because changing its isolation level would hand transactions back to pysqlite."""
+    if engine.dialect.name == "sqlite":
+        return engine.execution_options(**{_LOOKUP: True})
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
@@ -109,6 +123,16 @@ def insert_new_rows(session: Session, model: type[DeclarativeBase], rows: list[d
     if not rows:
         return set()
     return set(session.scalars(_insert_ignoring_conflicts(session, model, rows).returning(getattr(model, key))))
+
+
+_Model = TypeVar("_Model", bound=DeclarativeBase)
+
+
+def insert_new_object(session: Session, model: type[_Model], row: dict[str, Any]) -> _Model | None:
+    """One row unless a row with its key exists: the ORM object it made (in the session, every column loaded
+    from RETURNING), or None when another transaction made that row first. One statement, where a savepoint,
+    the insert and the savepoint's release were three round trips."""
+    return session.scalars(_insert_ignoring_conflicts(session, model, row).returning(model)).one_or_none()
 
 
 def _insert_ignoring_conflicts(

@@ -7,6 +7,8 @@ others; the push flow calls them in order, inside the caller's transaction.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from sqlalchemy.orm import Session
 
 from registry.artifacts import versions
@@ -22,16 +24,21 @@ from registry.trust import signatures
 
 
 def commit_version(
-    session: Session, blobs: BlobStore, version: Version, *, actor: str, signer: RegistrySigner | None = None
+    session: Session, blobs: BlobStore, version: Version, *, actor: str, signer: RegistrySigner | None = None,
+    held_here: Collection[str] = (),
 ) -> Version:
-    """Make an open version immutable after checking every blob and signature; countersign; move ``@latest``."""
+    """Make an open version immutable after checking every blob and signature; countersign; move ``@latest``.
+
+    ``held_here``: digests this same transaction found held by the namespace and present in the store (an open
+    that stored its inline contents): the check skips them rather than asking again.
+    """
     if version.state == versions.COMMITTED:
         return version  # a retried commit (its first answer was lost): same version, nothing new to record
     label = f"{version.artifact.namespace}/{version.artifact.name}@{version.version}"
     manifest = versions.version_manifest(version)
     if manifest.digest() != version.manifest_digest:
         raise ApiError(500, "manifest_corrupt", f"stored manifest of {label} does not match its digest")
-    missing = versions.missing_digests(session, blobs, manifest, version.artifact.namespace)
+    missing = versions.missing_digests(session, blobs, manifest, version.artifact.namespace, held_here)
     if missing:
         raise ApiError(
             409,

@@ -16,11 +16,11 @@ import re
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from registry.artifacts.models import Version
 from registry.audit import log as audit
+from registry.core.db import insert_new_rows
 from registry.core.errors import ApiError
 from registry.core.registry_key import RegistrySigner
 from registry.core.tables import utcnow
@@ -126,18 +126,14 @@ def check_pusher_signature(
 
 def attach(
     session: Session, version: Version, envelope: Envelope, key_ids: list[str], *, origin: str, actor: str
-) -> list[VersionSignature]:
-    rows = []
-    for kid in key_ids:
-        row = VersionSignature(version_id=version.id, key_id=kid, origin=origin,
-                               envelope=envelope.to_json().decode(), created_by=actor)
-        try:
-            with session.begin_nested():
-                session.add(row)
-        except IntegrityError:
-            continue  # this key already signed this version: keep the first, never replace
-        rows.append(row)
-    return rows
+) -> list[str]:
+    """Record the envelope once per signing key; returns the key ids that had not signed this version yet (a
+    key that already did keeps its first signature, never replaced). One statement for any number of keys."""
+    text = envelope.to_json().decode()
+    rows = [{"version_id": version.id, "key_id": kid, "origin": origin, "envelope": text, "created_by": actor}
+            for kid in dict.fromkeys(key_ids)]
+    added = insert_new_rows(session, VersionSignature, rows, key="key_id")
+    return [kid for kid in dict.fromkeys(key_ids) if kid in added]
 
 
 def pusher_envelopes(session: Session, version: Version) -> list[Envelope]:
@@ -149,12 +145,11 @@ def pusher_envelopes(session: Session, version: Version) -> list[Envelope]:
     return [Envelope.from_json(text) for text in dict.fromkeys(rows)]
 
 
-def countersign(session: Session, signer: RegistrySigner, version: Version, manifest: Manifest) -> VersionSignature:
+def countersign(session: Session, signer: RegistrySigner, version: Version, manifest: Manifest) -> None:
     """The registry's own signature: 'I accepted exactly these files as this version'."""
     label = f"{version.artifact.namespace}/{version.artifact.name}@{version.version}"
     envelope = sign_manifest(manifest, signer.private_key, model_name=label)
-    rows = attach(session, version, envelope, [signer.key_id], origin=REGISTRY, actor="registry")
-    return rows[0]
+    attach(session, version, envelope, [signer.key_id], origin=REGISTRY, actor="registry")
 
 
 def signatures_of(session: Session, version: Version) -> list[dict[str, Any]]:
