@@ -45,7 +45,7 @@ from registry.core.schemas import OpenVersionRequest
 from registry.lineage import edges as lineage
 from registry.lineage import graph as lineage_graph
 from registry.lineage import quarantine
-from registry.push.commit import commit_version
+from registry.push.commit import OpenedHere, commit_version
 from registry.scanning import queue as scan_queue
 from registry.scanning import results as scans
 from registry.synthetic.report import with_policy
@@ -139,7 +139,8 @@ def open_version_route(
         if body.commit and not answer["missing"]:
             # Every blob was found held (and in the store) or stored and recorded by this transaction.
             newly_committed = version.state != COMMITTED
-            commit_version(s, ctx.blobs, version, actor=principal.name, signer=ctx.signer, held_here=set(wanted))
+            commit_version(s, ctx.blobs, version, actor=principal.name, signer=ctx.signer, held_here=set(wanted),
+                           opened_here=None if resumed else OpenedHere(lineage_declared=bool(declarations)))
             # A version committed just now has exactly the alias its commit moved (aliases only ever point at
             # committed versions); a retried push's version may have gained others since.
             aliases = ([LATEST] if newly_committed

@@ -19,7 +19,6 @@ from registry.artifacts.commit_ids import find_by_commit, is_commit_id
 from registry.artifacts.holdings import held_by
 from registry.artifacts.models import Alias, AliasEvent, Artifact, Blob, Version, VersionFile
 from registry.audit import log as audit
-from registry.audit.models import QueuedAuditEvent
 from registry.core.blob_stores import BlobStore
 from registry.core.chunks import ChunkList
 from registry.core.db import batches, insert_new_object, insert_new_rows
@@ -40,9 +39,9 @@ def version_label(version: Version) -> str:
 
 def record_version_event(
     session: Session, version: Version, *, action: str, actor: str, details: dict[str, Any]
-) -> QueuedAuditEvent:
+) -> None:
     """Record an audit event about ``version`` (its artifact and version filled in from the row)."""
-    return audit.record(
+    audit.record(
         session, action=action, actor=actor, namespace=version.artifact.namespace, name=version.artifact.name,
         version=version.version, details=details,
     )

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, event, insert, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
 
 from registry.audit.models import AuditEntry, AuditState, QueuedAuditEvent, SignedTreeHead
 from registry.audit.sequencer import SqlNodeStore, integrate_here, sequencer_for
@@ -47,25 +47,49 @@ def record(
     name: str | None = None,
     version: str | None = None,
     details: dict[str, Any] | None = None,
-) -> QueuedAuditEvent:
+) -> None:
     """Record one event (who, what, when, digests in ``details``) in the caller's transaction.
 
     On PostgreSQL it joins the log, with its index, once the transaction has committed (before
-    ``session_scope`` returns); on SQLite at once, in this transaction. Details that have no canonical JSON
-    form are refused here, in the caller's transaction.
+    ``session_scope`` returns); the events of one transaction are inserted together, in call order, just
+    before it commits. On SQLite at once, in this transaction. Details that have no canonical JSON form are
+    refused here, in the caller's transaction.
     """
-    event = QueuedAuditEvent(
-        at=utcnow(), actor=actor, action=action, namespace=namespace, name=name, version=version,
-        details=canonicalize(details or {}).decode(),
-    )
-    session.add(event)
-    session.flush()  # one INSERT per event, in call order: queue ids keep the transaction's order
+    event = {"at": utcnow(), "actor": actor, "action": action, "namespace": namespace, "name": name,
+             "version": version, "details": canonicalize(details or {}).decode()}
+    session.flush()  # as when each event was its own INSERT: callers may rely on their rows being written
+    session.connection()  # the transaction has begun: its end (commit or rollback) decides the event's fate
     bind = session.get_bind()
     if bind.dialect.name == "sqlite":
+        session.execute(insert(_QUEUE), [event])
         integrate_here(session.connection())  # this transaction already holds SQLite's only write lock
+        return
+    if session.in_nested_transaction():  # a savepoint that rolls back must take its events with it
+        session.execute(insert(_QUEUE), [event])
     else:
-        after_commit(session, sequencer_for(bind.engine).settle_after_commit)
-    return event
+        session.info.setdefault(_PENDING, []).append(event)
+    after_commit(session, sequencer_for(bind.engine).settle_after_commit)
+
+
+_QUEUE = cast(Table, QueuedAuditEvent.__table__)  # Core inserts: executemany, rows in call order
+_PENDING = "mir.audit.pending"
+
+
+@event.listens_for(Session, "before_commit")
+def _insert_pending(session: Session) -> None:
+    """The transaction's queued events in one statement (an executemany, in call order, so queue ids keep the
+    transaction's order), before it commits: one round trip where each event was one."""
+    events = session.info.pop(_PENDING, None)
+    if events:
+        session.execute(insert(_QUEUE), events)
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _drop_pending(session: Session, transaction: SessionTransaction) -> None:
+    """A transaction that ended without committing (rolled back) recorded nothing: its events never reach a
+    later transaction of the same session."""
+    if transaction.parent is None:
+        session.info.pop(_PENDING, None)
 
 
 def settle(session: Session) -> None:

@@ -8,6 +8,7 @@ others; the push flow calls them in order, inside the caller's transaction.
 from __future__ import annotations
 
 from collections.abc import Collection
+from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
@@ -23,14 +24,25 @@ from registry.scanning import queue as scan_queue
 from registry.trust import signatures
 
 
+@dataclass(frozen=True)
+class OpenedHere:
+    """A version opened by the committing transaction itself (an inline push that commits at once). No other
+    transaction can see it yet, so it holds only what that open attached: the pusher signatures the open has
+    just checked (not checked again) and, unless ``lineage_declared``, no lineage (not looked up)."""
+
+    lineage_declared: bool
+
+
 def commit_version(
     session: Session, blobs: BlobStore, version: Version, *, actor: str, signer: RegistrySigner | None = None,
     held_here: Collection[str] = (),
+    opened_here: OpenedHere | None = None,
 ) -> Version:
     """Make an open version immutable after checking every blob and signature; countersign; move ``@latest``.
 
     ``held_here``: digests this same transaction found held by the namespace and present in the store (an open
-    that stored its inline contents): the check skips them rather than asking again.
+    that stored its inline contents): the check skips them rather than asking again. ``opened_here``: the
+    version was opened by this same transaction (see :class:`OpenedHere`).
     """
     if version.state == versions.COMMITTED:
         return version  # a retried commit (its first answer was lost): same version, nothing new to record
@@ -46,12 +58,14 @@ def commit_version(
             f"{len(missing)} blob(s) of {label} have not been uploaded",
             missing=missing[:100],
         )
-    for envelope in signatures.pusher_envelopes(session, version):
-        # Re-checked at commit: a key revoked since the version was opened no longer counts.
-        signatures.check_pusher_signature(
-            session, version.artifact.namespace, version.artifact.name, manifest, envelope
-        )
-    check_at_commit(session, version, actor=actor)
+    if opened_here is None:
+        for envelope in signatures.pusher_envelopes(session, version):
+            # Re-checked at commit: a key revoked since the version was opened no longer counts.
+            signatures.check_pusher_signature(
+                session, version.artifact.namespace, version.artifact.name, manifest, envelope
+            )
+    if opened_here is None or opened_here.lineage_declared:
+        check_at_commit(session, version, actor=actor)
     version.state = versions.COMMITTED
     version.committed_at = utcnow()
     scan_queue.enqueue(session, version)  # first: its flush writes the state and the scan status in one UPDATE

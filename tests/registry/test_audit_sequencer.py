@@ -169,3 +169,33 @@ def test_rollback_and_bad_details_queue_nothing(ctx: RegistryContext) -> None:
     assert _queued(ctx) == 0
     with ctx.transaction() as s:
         assert audit.tree_size(s) == 0
+
+
+def _actions(ctx: RegistryContext) -> list[str]:
+    with ctx.transaction() as s:
+        return [e.action for e in audit.list_entries(s, limit=100)]
+
+
+def test_a_savepoint_that_rolls_back_takes_its_events_with_it(ctx: RegistryContext) -> None:
+    """Events wait in the session until the commit writes them together; one recorded inside a savepoint is
+    written at once, so rolling the savepoint back removes it while the transaction's others stay."""
+    with ctx.transaction() as s:
+        audit.record(s, action="test.before", actor="tester")
+        with pytest.raises(RuntimeError), s.begin_nested():
+            audit.record(s, action="test.undone", actor="tester")
+            raise RuntimeError("the nested change failed")
+        audit.record(s, action="test.after", actor="tester")
+    assert _actions(ctx) == ["test.before", "test.after"]
+
+
+def test_a_session_used_again_after_a_rollback_does_not_log_the_rolled_back_events(ctx: RegistryContext) -> None:
+    session = ctx.sessions()
+    try:
+        audit.record(session, action="test.rolled_back", actor="tester")
+        session.rollback()
+        audit.record(session, action="test.kept", actor="tester")
+        session.commit()
+    finally:
+        session.close()
+    audit.settle(session)
+    assert _actions(ctx) == ["test.kept"]

@@ -189,3 +189,22 @@ def test_opening_a_version_another_push_just_opened_resumes_it(ctx: RegistryCont
         first_id = first.id
     racer.join()
     assert results == [(first_id, True)]
+
+
+def test_a_version_opened_and_committed_by_one_request_is_not_looked_up_again(
+    ctx: RegistryContext, token: str
+) -> None:
+    """Nothing but the open itself can have attached signatures or lineage to a version no other transaction
+    sees yet: the commit neither re-reads its signatures nor its lineage, and its events go in one statement."""
+    with TestClient(create_app(ctx.settings, ctx)) as client:
+        _push(client, token, "v1", b"first weights")  # the artifact is created (and audited) here
+        seen = Statements()
+        event.listen(ctx.engine, "before_cursor_execute", seen)
+        try:
+            _push(client, token, "v2", b"second weights")
+        finally:
+            event.remove(ctx.engine, "before_cursor_execute", seen)
+    assert not seen.matching("SELECT", "FROM VERSION_SIGNATURES")
+    assert not seen.matching("SELECT", "FROM LINEAGE_EDGES")
+    if ctx.engine.dialect.name == "postgresql":  # SQLite appends each event to the log at once
+        assert len(seen.matching("INSERT INTO AUDIT_QUEUE")) == 1
