@@ -314,7 +314,7 @@ def move_alias(
             except IntegrityError as exc:
                 raise ApiError(409, "alias_exists", f"{label} was just created by another request") from exc
         else:
-            alias.version_id = version.id
+            alias.version = version  # the relationship, not only its key: it is loaded, and read later
             alias.updated_at = utcnow()
             alias.updated_by = actor
     elif alias is not None:

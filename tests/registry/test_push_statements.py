@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import event, select
 
 from registry.artifacts.models import Version
-from registry.artifacts.versions import get_or_create_artifact, open_version
+from registry.artifacts.versions import COMMITTED, find_by_ref, get_or_create_artifact, move_alias, open_version
 from registry.auth.models import ApiToken
 from registry.auth.tokens import authenticate, create_token
 from registry.core.context import RegistryContext
@@ -208,3 +208,22 @@ def test_a_version_opened_and_committed_by_one_request_is_not_looked_up_again(
     assert not seen.matching("SELECT", "FROM LINEAGE_EDGES")
     if ctx.engine.dialect.name == "postgresql":  # SQLite appends each event to the log at once
         assert len(seen.matching("INSERT INTO AUDIT_QUEUE")) == 1
+
+
+def test_an_alias_moved_twice_in_one_transaction_resolves_to_where_it_points_now(ctx: RegistryContext) -> None:
+    """The alias row is now read with its version loaded (one query): a later look-up in the same transaction,
+    which finds that row in the session, follows the version it points at now."""
+    with ctx.transaction() as s:
+        artifact = get_or_create_artifact(s, "acme", "model", "model", "test")
+        made = []
+        for name in ("v1", "v2"):
+            version, _ = open_version(s, ctx.blobs, artifact, name, _manifest(name.encode()), actor="test")
+            version.state = COMMITTED  # what the commit would set; its blob checks are not the point here
+            made.append(version)
+        move_alias(s, artifact, "prod", made[0], actor="test")
+        move_alias(s, artifact, "prod", made[1], actor="test")
+        assert find_by_ref(s, artifact, "prod") is made[1]
+    with ctx.transaction() as s:
+        artifact = get_or_create_artifact(s, "acme", "model", "model", "test")
+        found = find_by_ref(s, artifact, "prod")
+        assert found is not None and found.version == "v2"
