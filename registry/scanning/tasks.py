@@ -238,10 +238,12 @@ def finalise(ctx: RegistryContext, job_id: int, worker: str) -> None:
             assert job is not None
             version_id, rescan = job.version_id, job.rescan
             tasks = list(s.scalars(select(ScanTask).where(ScanTask.job_id == job_id)))
+            kind = s.scalar(select(Artifact.kind).join(Version, Version.artifact_id == Artifact.id)
+                            .where(Version.id == version_id))
         failed = {t.blob_digest: (t.error or "").removeprefix(DEAD) for t in tasks if t.error and t.state == DONE}
         previous = {t.blob_digest: t.previous_verdict for t in tasks if t.blob_digest not in failed}
         # Datasets only: fingerprint match and index (synthetic.contamination). A failed scan ends as error anyway.
-        contamination = None if failed else _contamination(ctx, version_id)
+        contamination = None if failed or kind != "dataset" else _contamination(ctx, version_id)
         with ctx.transaction() as s:
             job = _lock_job(s, job_id)
             if job is None or job.state != RUNNING:
@@ -260,13 +262,8 @@ def finalise(ctx: RegistryContext, job_id: int, worker: str) -> None:
 
 
 def _contamination(ctx: RegistryContext, version_id: int) -> Verdict | None:
-    """The contamination step, for datasets only. The analysis brings numpy, scipy and datasketch (0.6 s of
-    CPU), imported the first time a dataset needs it: a worker that only ever sees models never pays it."""
-    with ctx.transaction() as s:
-        kind = s.scalar(select(Artifact.kind).join(Version, Version.artifact_id == Artifact.id)
-                        .where(Version.id == version_id))
-    if kind != "dataset":
-        return None
+    """The contamination step of a dataset. The analysis brings numpy, scipy and datasketch (0.6 s of CPU),
+    imported the first time a dataset needs it: a worker that only ever sees models never pays it."""
     from registry.synthetic.contamination import analyse
 
     return analyse(ctx, version_id)
