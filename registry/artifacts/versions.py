@@ -182,10 +182,10 @@ def open_version(
         if raced is None:
             raise RuntimeError(f"{artifact.namespace}/{artifact.name}@{version_name} conflicted but is not there")
         return _resume(raced, manifest), True
-    files = session.scalars(
-        insert(VersionFile).returning(VersionFile, sort_by_parameter_order=True),
-        [{"version_id": version.id, "path": f.path, "size": f.size, "digest": f.digest} for f in manifest.files],
-    ).all()
+    rows = [{"version_id": version.id, "path": f.path, "size": f.size, "digest": f.digest} for f in manifest.files]
+    files = session.scalars(  # none for an empty manifest: an INSERT of no rows would be one of DEFAULT VALUES
+        insert(VersionFile).returning(VersionFile, sort_by_parameter_order=True), rows
+    ).all() if rows else []
     set_committed_value(version, "files", sorted(files, key=lambda f: f.path))  # as the relationship orders them
     audit.record(
         session, action="version.opened", actor=actor, namespace=artifact.namespace, name=artifact.name,
