@@ -55,19 +55,19 @@ def record(
     before it commits. On SQLite at once, in this transaction. Details that have no canonical JSON form are
     refused here, in the caller's transaction.
     """
-    event = {"at": utcnow(), "actor": actor, "action": action, "namespace": namespace, "name": name,
-             "version": version, "details": canonicalize(details or {}).decode()}
+    row = {"at": utcnow(), "actor": actor, "action": action, "namespace": namespace, "name": name,
+           "version": version, "details": canonicalize(details or {}).decode()}
     session.flush()  # as when each event was its own INSERT: callers may rely on their rows being written
     session.connection()  # the transaction has begun: its end (commit or rollback) decides the event's fate
     bind = session.get_bind()
     if bind.dialect.name == "sqlite":
-        session.execute(insert(_QUEUE), [event])
+        session.execute(insert(_QUEUE), [row])
         integrate_here(session.connection())  # this transaction already holds SQLite's only write lock
         return
     if session.in_nested_transaction():  # a savepoint that rolls back must take its events with it
-        session.execute(insert(_QUEUE), [event])
+        session.execute(insert(_QUEUE), [row])
     else:
-        session.info.setdefault(_PENDING, []).append(event)
+        session.info.setdefault(_PENDING, []).append(row)
     after_commit(session, sequencer_for(bind.engine).settle_after_commit)
 
 
