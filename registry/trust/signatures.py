@@ -129,11 +129,11 @@ def attach(
 ) -> list[str]:
     """Record the envelope once per signing key; returns the key ids that had not signed this version yet (a
     key that already did keeps its first signature, never replaced). One statement for any number of keys."""
-    text = envelope.to_json().decode()
+    text, unique = envelope.to_json().decode(), list(dict.fromkeys(key_ids))
     rows = [{"version_id": version.id, "key_id": kid, "origin": origin, "envelope": text, "created_by": actor}
-            for kid in dict.fromkeys(key_ids)]
+            for kid in unique]
     added = insert_new_rows(session, VersionSignature, rows, key="key_id")
-    return [kid for kid in dict.fromkeys(key_ids) if kid in added]
+    return [kid for kid in unique if kid in added]
 
 
 def pusher_envelopes(session: Session, version: Version) -> list[Envelope]:
