@@ -21,11 +21,15 @@ run: $(STAMP)
 	$(BIN)/mir serve
 
 ## Run the whole suite on SQLite and PostgreSQL (starts PostgreSQL if it is down).
+# Three pytest-xdist workers, a whole test file each at a time (module-scoped servers start once per file):
+# most end-to-end time is spent waiting on servers, subprocesses and the network, so three fit on two cores.
+TEST_WORKERS ?= 3
+
 test: $(STAMP) postgres browser
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
 postgres:
 	bash scripts/ensure-postgres
