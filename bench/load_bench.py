@@ -2,7 +2,7 @@
 
 Usage: python bench/load_bench.py [--db postgres|sqlite] [--workers 2] [--clients 16] [--seconds 20]
                                   [--count N] [--files 1] [--file-bytes 4096] [--scan-workers 1]
-                                  [--no-inline] [--url URL --token TOKEN] [--py-spy DIR]
+                                  [--rate R] [--no-inline] [--url URL --token TOKEN] [--py-spy DIR]
 
 Starts ``--workers`` API processes (each a real ``mir serve`` on its own loopback port, sharing one database
 and blob directory: the API-replica shape of docker-compose.yml), or targets ``--url``. Each client is its own
@@ -13,6 +13,12 @@ is pulled with the real client (which verifies every digest), its manifest diges
 client hashed, the audit log is verified end to end (signed head, entries recompute the root) and every
 ``version.committed`` entry is checked: exactly one per version, after its ``version.opened``, with a valid
 inclusion proof against the signed tree head.
+
+By default the clients are a closed loop (each pushes again as soon as its last push returns): the figure is
+the most versions/s the registry sustains, and the latency is what 16 always-busy clients see. ``--rate R``
+makes them an open loop offering R versions/s in all (each client one push every ``clients / R`` seconds, the
+clients staggered): the latency of a push is counted from the moment it was due, not from when the client got
+round to sending it, so a server that falls behind shows its queue in the p99 (as wrk2 measures).
 """
 
 from __future__ import annotations
@@ -140,8 +146,11 @@ def start_servers(
 
 
 def _client(idx: int, url: str, token: str, start: Any, ready: Any, seconds: float, count: int | None, files: int,
-            file_bytes: int, workdir: str, results: Any, inline: bool) -> None:
-    """One client process: push fresh small versions until the deadline (or ``count``), timing every request."""
+            file_bytes: int, workdir: str, results: Any, inline: bool, interval: float | None, offset: float) -> None:
+    """One client process: push fresh small versions until the deadline (or ``count``), timing every request.
+
+    With ``interval`` (open loop) push ``n`` is due at ``offset + n * interval`` after the start, and its
+    latency counts from then."""
     timings: list[tuple[str, float]] = []
     statuses: Counter[str] = Counter()
     committed: list[tuple[str, str]] = []
@@ -153,6 +162,7 @@ def _client(idx: int, url: str, token: str, start: Any, ready: Any, seconds: flo
         ready.put(idx)
         start.wait()  # every client imported and connected: they start together
         cpu0 = _own_cpu()
+        began = time.perf_counter()
         deadline = time.time() + seconds
         n = 0
         while (count is None and time.time() < deadline) or (count is not None and n < count):
@@ -162,8 +172,12 @@ def _client(idx: int, url: str, token: str, start: Any, ready: Any, seconds: flo
                 (src / f"part-{f}.bin").write_bytes(os.urandom(file_bytes))
             manifest = hash_directory(src)
             ref = f"load/c{idx:02d}@v{n}"
+            if interval is None:
+                t0 = time.perf_counter()
+            else:
+                t0 = began + offset + n * interval  # when this push is due, even if the last one ran late
+                time.sleep(max(0.0, t0 - time.perf_counter()))
             n += 1
-            t0 = time.perf_counter()
             try:
                 result = client.push(src, ref, manifest=manifest, parallel_uploads=1, inline_small_files=inline)
             except MirError as exc:
@@ -325,10 +339,11 @@ def check(url: str, token: str, committed: list[tuple[str, str]], workdir: Path)
 def run(args: argparse.Namespace, url_list: list[str], token: str, workdir: Path, server_pids: list[int]) -> int:
     ctx = mp.get_context("spawn")
     results, ready, start = ctx.Queue(), ctx.Queue(), ctx.Event()
+    interval = args.clients / args.rate if args.rate else None
     procs = [
         ctx.Process(target=_client, args=(i, url_list[i % len(url_list)], token, start, ready, args.seconds,
                                           args.count, args.files, args.file_bytes, str(workdir), results,
-                                          not args.no_inline))
+                                          not args.no_inline, interval, (interval or 0.0) * i / args.clients))
         for i in range(args.clients)
     ]
     for p in procs:
@@ -353,7 +368,9 @@ def run(args: argparse.Namespace, url_list: list[str], token: str, workdir: Path
         statuses.update(o["statuses"])
         committed.extend(o["committed"])
         errors.extend(o["errors"])
-    print(f"committed versions: {len(committed)} in {elapsed:.1f} s = {len(committed) / elapsed:.1f} versions/s")
+    offered = f" (offered {args.rate:g}/s, open loop)" if args.rate else " (closed loop)"
+    print(f"committed versions: {len(committed)} in {elapsed:.1f} s = {len(committed) / elapsed:.1f} versions/s"
+          + offered)
     print(f"{'route':<28} {'count':>7} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}")
     for label in [*ROUTES.values(), PUSH]:
         values = timings.get(label, [])
@@ -386,6 +403,8 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--count", type=int, default=None, help="versions per client instead of --seconds")
+    parser.add_argument("--rate", type=float, default=None,
+                        help="open loop: offer this many versions/s in all, latency counted from when each was due")
     parser.add_argument("--files", type=int, default=1, help="files per version")
     parser.add_argument("--file-bytes", type=int, default=4096)
     parser.add_argument("--url", help="target this running registry instead of starting one")
@@ -399,6 +418,8 @@ def main() -> None:
     with ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mir-load-")))
         what = f"{args.clients} clients x {f'{args.count} versions' if args.count else f'{args.seconds:g} s'}"
+        if args.rate:
+            what += f" at {args.rate:g} versions/s in all"
         if args.url:
             if not args.token:
                 parser.error("--url needs --token")
