@@ -100,6 +100,43 @@ def test_an_inline_push_asks_for_each_row_once_and_needs_no_savepoint(ctx: Regis
     assert not [s for s in seen.sql if "FROM ALIASES JOIN VERSIONS" in s]
 
 
+def test_every_statement_of_a_warm_push_is_compiled_once_and_cached(ctx: RegistryContext, token: str) -> None:
+    """A statement that carries its rows (``insert(...).values([...])``) has no cache key: SQLAlchemy compiled
+    the push's four row inserts (blob, chunk list, holding, countersignature) afresh every time, a fifth of its
+    CPU. Rows now travel as parameters of a cached statement."""
+    uncached: list[str] = []
+
+    def note(_conn: Any, _cursor: Any, statement: str, _params: Any, context: Any, _many: bool) -> None:
+        compiled = context is not None and context.compiled is not None  # not driver SQL such as BEGIN IMMEDIATE
+        if compiled and context.cache_hit == context.dialect.NO_CACHE_KEY:
+            uncached.append(" ".join(statement.split())[:120])
+
+    with TestClient(create_app(ctx.settings, ctx)) as client:
+        _push(client, token, "v1", b"first weights")
+        event.listen(ctx.engine, "after_cursor_execute", note)
+        try:
+            _push(client, token, "v2", b"second weights")
+        finally:
+            event.remove(ctx.engine, "after_cursor_execute", note)
+    assert uncached == []
+
+
+def test_rows_inserted_as_parameters_report_only_the_new_ones(ctx: RegistryContext) -> None:
+    """Many rows in one call, some already present: exactly the new keys come back, on both backends."""
+    from registry.artifacts.models import Blob
+    from registry.core.db import insert_new_rows, insert_unless_present
+
+    rows = [{"digest": f"sha256:{i:064x}", "size": i, "blake3": None} for i in range(5)]
+    with ctx.transaction() as s:
+        insert_unless_present(s, Blob, rows[1])
+        assert insert_new_rows(s, Blob, rows, "digest") == {r["digest"] for r in rows} - {rows[1]["digest"]}
+        assert insert_new_rows(s, Blob, rows, "digest") == set()
+        assert insert_new_rows(s, Blob, [], "digest") == set()
+    with ctx.transaction() as s:
+        assert sorted(s.scalars(select(Blob.size).where(Blob.digest.in_([r["digest"] for r in rows])))) == [
+            0, 1, 2, 3, 4]
+
+
 def test_a_retried_inline_push_answers_with_every_alias_of_its_version(ctx: RegistryContext, token: str) -> None:
     with TestClient(create_app(ctx.settings, ctx)) as client:
         first = _push(client, token, "v1", b"weights")
