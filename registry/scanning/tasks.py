@@ -67,22 +67,28 @@ def default_worker_id() -> str:
 
 
 def run_once(ctx: RegistryContext, worker: str | None = None) -> bool:
-    """Do one unit of work, in this order: a new job's expansion, a job whose finaliser died, a blob's scan
-    (finishing the job if it was the last). False when there is nothing to do.
+    """Do one unit of work, in this order: a new job's expansion (and the scan of its first blob), a job whose
+    finaliser died, a blob's scan (finishing the job if it was the last). False when there is nothing to do.
 
     Expanding is quick (no bytes are read), so every queued version has its tasks at once, and ``claim_task``
     can give a version that no worker is scanning the next free worker: one tenant's version of many blobs
-    does not hold every worker while another tenant's waits.
+    does not hold every worker while another tenant's waits. The expanding worker takes the job's first blob in
+    the same transaction: a version of one file costs one claim, not a claim of its job and then of its task.
     """
     worker = worker or default_worker_id()
     lease_s = ctx.settings.scan_lease_s
-    for claim in (claim_job, claim_unfinished):
-        claimed = claim(ctx, worker, lease_s)
-        if claimed is not None:
-            job_id, ready = claimed
-            if ready:
-                finalise(ctx, job_id, worker)
-            return True
+    expanded = _expand(ctx, worker, lease_s, take_first=True)
+    if expanded is not None:
+        job_id, ready, task = expanded
+        if ready or (task is not None and run_task(ctx, task, worker)):
+            finalise(ctx, job_id, worker)
+        return True
+    unfinished = claim_unfinished(ctx, worker, lease_s)
+    if unfinished is not None:
+        job_id, ready = unfinished
+        if ready:
+            finalise(ctx, job_id, worker)
+        return True
     task = claim_task(ctx, worker, lease_s)
     if task is None:
         return False
@@ -135,6 +141,20 @@ def _lock_job(s: Session, job_id: int) -> ScanJob | None:
 
 
 def _complete_task(ctx: RegistryContext, task: ClaimedTask, worker: str, report: dict[str, Any]) -> bool:
+    """Store the blob's result; when it was the job's last, finish the job in the same transaction where no
+    contamination step must run first (three transactions were one for the result, one to read the tasks, one
+    to finish). True when the job is left for :func:`finalise`. Should the finish fail, the result is stored
+    on its own and the job left to :func:`finalise`, which retries and records why."""
+    try:
+        return _store_and_finish(ctx, task, worker, report, finish_here=True)
+    except Exception:
+        log.exception("finishing scan job %s with its last result failed; finishing it apart", task.job_id)
+        return _store_and_finish(ctx, task, worker, report, finish_here=False)
+
+
+def _store_and_finish(
+    ctx: RegistryContext, task: ClaimedTask, worker: str, report: dict[str, Any], *, finish_here: bool
+) -> bool:
     with ctx.transaction() as s:
         job = _lock_job(s, task.job_id)
         row = s.get(ScanTask, task.id, populate_existing=True)
@@ -145,7 +165,41 @@ def _complete_task(ctx: RegistryContext, task: ClaimedTask, worker: str, report:
             return False
         store_result(s, row.blob_digest, report)
         row.state, row.finished_at, row.claimed_by, row.error = DONE, utcnow(), worker, None
-        return _took_last(s, job, worker)
+        if not _took_last(s, job, worker):
+            return False
+        return not (finish_here and _finish_unless_contamination(s, job, worker))
+
+
+def _finish_unless_contamination(s: Session, job: ScanJob, worker: str) -> bool:
+    """Finish the job (locked, every task done) here, unless it is a dataset whose contamination step must run
+    first, outside any transaction (it may take seconds): then False, and :func:`finalise` does both."""
+    tasks = list(s.scalars(select(ScanTask).where(ScanTask.job_id == job.id)))
+    failed, previous = _outcome(tasks)
+    if not failed and _kind(s, job.version_id) == "dataset":
+        return False
+    _finish(s, job, f"scan-worker {worker}", None, failed, previous)
+    return True
+
+
+def _outcome(tasks: list[ScanTask]) -> tuple[dict[str, str], dict[str, str | None]]:
+    """The dead-lettered blobs (digest to why) and, for the others, the verdict each had before the job."""
+    failed = {t.blob_digest: (t.error or "").removeprefix(DEAD) for t in tasks if t.error and t.state == DONE}
+    previous = {t.blob_digest: t.previous_verdict for t in tasks if t.blob_digest not in failed}
+    return failed, previous
+
+
+def _kind(s: Session, version_id: int) -> str | None:
+    return s.scalar(select(Artifact.kind).join(Version, Version.artifact_id == Artifact.id)
+                    .where(Version.id == version_id))
+
+
+def _finish(s: Session, job: ScanJob, actor: str, contamination: Verdict | None, failed: dict[str, str],
+            previous: dict[str, str | None]) -> None:
+    """End the locked job with its verdict; after a rescan, refresh the versions that share a changed blob."""
+    finish_job(s, job, actor, contamination, failed)
+    if job.rescan:
+        changed = {d for d, v in latest_verdicts(s, list(previous)).items() if previous[d] != v}
+        refresh_sharers(s, job.version_id, changed)
 
 
 def fail_task(ctx: RegistryContext, task: ClaimedTask, worker: str, reason: str) -> bool:
@@ -177,6 +231,15 @@ def _took_last(s: Session, job: ScanJob, worker: str) -> bool:
 def claim_job(ctx: RegistryContext, worker: str, lease_s: float) -> tuple[int, bool] | None:
     """Take the oldest queued job and expand it into tasks; ``(job id, True)`` when it has no blob to scan, so
     the caller finalises it at once."""
+    expanded = _expand(ctx, worker, lease_s, take_first=False)
+    return None if expanded is None else expanded[:2]
+
+
+def _expand(
+    ctx: RegistryContext, worker: str, lease_s: float, *, take_first: bool
+) -> tuple[int, bool, ClaimedTask | None] | None:
+    """:func:`claim_job`; with ``take_first`` this worker also claims the job's first task, as ``claim_task``
+    would (it is the oldest task of a job no worker is scanning)."""
     with ctx.transaction() as s:
         job = s.scalar(select(ScanJob).where(ScanJob.state == QUEUED).order_by(ScanJob.id).limit(1)
                        .with_for_update(skip_locked=True))
@@ -186,13 +249,19 @@ def claim_job(ctx: RegistryContext, worker: str, lease_s: float) -> tuple[int, b
         job.attempts += 1
         if job.attempts > MAX_ATTEMPTS:
             _give_up(s, job, worker)
-            return job.id, False
+            return job.id, False, None
         digests = digests_to_scan(s, job.version_id, rescan=job.rescan)
         before = latest_verdicts(s, digests)
         s.execute(delete(ScanTask).where(ScanTask.job_id == job.id))
-        s.add_all(ScanTask(job_id=job.id, blob_digest=d, state=QUEUED, attempts=0, previous_verdict=before.get(d))
-                  for d in digests)
-        return job.id, not digests
+        rows = [ScanTask(job_id=job.id, blob_digest=d, state=QUEUED, attempts=0, previous_verdict=before.get(d))
+                for d in digests]
+        s.add_all(rows)
+        if not (take_first and rows):
+            return job.id, not digests, None
+        first = rows[0]
+        first.state, first.claimed_at, first.claimed_by, first.attempts = RUNNING, utcnow(), worker, 1
+        s.flush()  # its id
+        return job.id, False, ClaimedTask(first.id, job.id, first.blob_digest, first.attempts)
 
 
 def claim_unfinished(ctx: RegistryContext, worker: str, lease_s: float) -> tuple[int, bool] | None:
@@ -236,12 +305,9 @@ def finalise(ctx: RegistryContext, job_id: int, worker: str) -> None:
         with ctx.transaction() as s:
             job = s.get(ScanJob, job_id)
             assert job is not None
-            version_id, rescan = job.version_id, job.rescan
-            tasks = list(s.scalars(select(ScanTask).where(ScanTask.job_id == job_id)))
-            kind = s.scalar(select(Artifact.kind).join(Version, Version.artifact_id == Artifact.id)
-                            .where(Version.id == version_id))
-        failed = {t.blob_digest: (t.error or "").removeprefix(DEAD) for t in tasks if t.error and t.state == DONE}
-        previous = {t.blob_digest: t.previous_verdict for t in tasks if t.blob_digest not in failed}
+            version_id = job.version_id
+            failed, previous = _outcome(list(s.scalars(select(ScanTask).where(ScanTask.job_id == job_id))))
+            kind = _kind(s, version_id)
         # Datasets only: fingerprint match and index (synthetic.contamination). A failed scan ends as error anyway.
         contamination = None if failed or kind != "dataset" else _contamination(ctx, version_id)
         with ctx.transaction() as s:
@@ -249,10 +315,7 @@ def finalise(ctx: RegistryContext, job_id: int, worker: str) -> None:
             if job is None or job.state != RUNNING:
                 log.info("scan job %s was finished by another worker meanwhile", job_id)
                 return
-            finish_job(s, job, actor, contamination, failed)
-            if rescan:
-                changed = {d for d, v in latest_verdicts(s, list(previous)).items() if previous[d] != v}
-                refresh_sharers(s, version_id, changed)
+            _finish(s, job, actor, contamination, failed, previous)
     except Exception:
         log.exception("finishing scan job %s failed; it will be retried", job_id)
         with ctx.transaction() as s:

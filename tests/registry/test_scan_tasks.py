@@ -14,9 +14,11 @@ import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import event, func, select, update
+from sqlalchemy.exc import OperationalError
 
 from registry.artifacts.holdings import record_holding
 from registry.artifacts.models import Version
@@ -62,7 +64,7 @@ def other(reg: Reg, db_url: str, tmp_path: Path) -> Iterator[RegistryContext]:
     context.engine.dispose()
 
 
-def _commit(reg: Reg, name: str, files: dict[str, bytes]) -> int:
+def _commit(reg: Reg, name: str, files: dict[str, bytes], kind: str = "model") -> int:
     entries = []
     for path, data in files.items():
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
@@ -75,7 +77,7 @@ def _commit(reg: Reg, name: str, files: dict[str, bytes]) -> int:
         for entry in manifest.files:
             record_blob(s, entry.digest, entry.size)
         record_holding(s, "acme", [entry.digest for entry in manifest.files])
-        art = get_or_create_artifact(s, "acme", name, "model", "tester")
+        art = get_or_create_artifact(s, "acme", name, kind, "tester")
         version, _ = open_version(s, reg.blobs, art, "1", manifest, actor="tester")
         commit_version(s, reg.blobs, version, actor="tester")
         return version.id
@@ -189,7 +191,9 @@ def test_a_dead_workers_task_and_finalisation_are_taken_over_once(reg: Reg, ctx:
     assert _audited(reg, "scan.completed", "lease") == 1
 
     # A finaliser that dies after the last task: the job waits for its lease, then another worker finishes it.
-    second = _commit(reg, "orphan", {"a.json": b'{"a": 1}', "b.json": b'{"b": 2}'})
+    # (A dataset: its contamination step runs outside the transaction that stores the last result.)
+    second = _commit(reg, "orphan", {"a.jsonl": b'{"text": "first row"}\n', "b.jsonl": b'{"text": "second"}\n'},
+                     kind="dataset")
     claimed = tasks.claim_job(ctx, "dying", LEASE_S)
     assert claimed is not None
     last = [tasks.run_task(ctx, t, "dying") for t in iter(lambda: tasks.claim_task(ctx, "dying", LEASE_S), None)]
@@ -199,7 +203,11 @@ def test_a_dead_workers_task_and_finalisation_are_taken_over_once(reg: Reg, ctx:
         s.execute(update(ScanJob).where(ScanJob.id == claimed[0]).values(
             claimed_at=utcnow() - timedelta(seconds=LEASE_S + 1)))
     assert tasks.run_once(ctx, "live") is True
-    assert _state(reg, second)[0] == "clean" and _audited(reg, "scan.completed", "orphan") == 1
+    # Finished once, by the live worker (its contamination step judges these two tiny records, not this test).
+    assert _state(reg, second)[0] not in ("pending", None) and _audited(reg, "scan.completed", "orphan") == 1
+    with reg.session() as s:
+        job = s.scalar(select(ScanJob).where(ScanJob.id == claimed[0]))
+        assert job is not None and (job.state, job.claimed_by) == ("done", "live")
 
 
 def test_a_blob_that_keeps_failing_is_dead_lettered_and_the_job_ends_as_error(reg: Reg, ctx: RegistryContext) -> None:
@@ -216,3 +224,51 @@ def test_a_blob_that_keeps_failing_is_dead_lettered_and_the_job_ends_as_error(re
     assert _state(reg, version_id) == ("error", {"config.json": "clean"})
     assert _audited(reg, "scan.failed", "broken") == 1 and _audited(reg, "scan.completed", "broken") == 0
     assert _gauges(ctx)[("mir_scan_tasks_dead_lettered", ())] == 1
+
+
+def test_a_models_last_result_finishes_its_job_in_the_same_transaction(reg: Reg, ctx: RegistryContext) -> None:
+    version_id = _commit(reg, "quick", {"a.json": b'{"a": 1}', "b.json": b'{"b": 2}'})
+    transactions: list[list[str]] = [[]]
+    event.listen(ctx.engine, "before_cursor_execute", lambda _c, _k, sql, *_a: transactions[-1].append(sql.upper()))
+    event.listen(ctx.engine, "commit", lambda _conn: transactions.append([]))
+
+    def scan_work() -> int:
+        """Transactions since the last call that touched a scan job, task or result (the audit log's sequencer
+        integrates the finish's entry in a transaction of its own)."""
+        done = [t for t in transactions[:-1] if any("SCAN_" in sql for sql in t)]
+        del transactions[:-1]
+        return len(done)
+
+    assert tasks.run_once(ctx, "w") is True  # expands the job and takes its first blob in one claim, then scans it
+    assert scan_work() == 2
+    task = tasks.claim_task(ctx, "w", LEASE_S)
+    assert task is not None and scan_work() == 1
+    assert tasks.run_task(ctx, task, "w") is False  # nothing left for finalise
+    assert scan_work() == 1  # the last result, the verdict and the audit entry
+    assert _state(reg, version_id)[0] == "clean" and _audited(reg, "scan.completed", "quick") == 1
+    assert tasks.run_once(ctx, "w") is False
+
+
+def test_a_finish_that_fails_with_the_last_result_still_stores_it_and_finishes_apart(
+        reg: Reg, ctx: RegistryContext) -> None:
+    """The database refuses the finishing transaction once (its audit entry's insert): the result is stored
+    in a transaction of its own and the job is finished by ``finalise``, once."""
+    version_id = _commit(reg, "refused", {"only.json": b'{"only": 1}'})
+    refused: list[str] = []
+
+    def refuse_once(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if not refused and statement.lstrip().upper().startswith("INSERT INTO AUDIT_QUEUE"):
+            refused.append(statement)
+            raise OperationalError(statement, {}, RuntimeError("refused by the test"))
+
+    event.listen(ctx.engine, "before_cursor_execute", refuse_once)
+    try:
+        assert tasks.run_once(ctx, "w") is True
+    finally:
+        event.remove(ctx.engine, "before_cursor_execute", refuse_once)
+    assert refused, "the finishing transaction wrote no audit entry"
+    assert _state(reg, version_id) == ("clean", {"only.json": "clean"})
+    assert _audited(reg, "scan.completed", "refused") == 1
+    with reg.session() as s:
+        job = s.scalar(select(ScanJob).where(ScanJob.version_id == version_id))
+        assert job is not None and job.state == "done" and job.error is None
