@@ -203,7 +203,8 @@ def test_a_dead_workers_task_and_finalisation_are_taken_over_once(reg: Reg, ctx:
         s.execute(update(ScanJob).where(ScanJob.id == claimed[0]).values(
             claimed_at=utcnow() - timedelta(seconds=LEASE_S + 1)))
     assert tasks.run_once(ctx, "live") is True
-    # Finished once, by the live worker (its contamination step judges these two tiny records, not this test).
+    # Finished once, by the live worker. (Its verdict is error: records this short cannot be fingerprinted, and a
+    # contamination step that assessed nothing fails closed.)
     assert _state(reg, second)[0] not in ("pending", None) and _audited(reg, "scan.completed", "orphan") == 1
     with reg.session() as s:
         job = s.scalar(select(ScanJob).where(ScanJob.id == claimed[0]))
