@@ -30,7 +30,7 @@ import weakref
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, and_, delete, insert, or_, select, update
+from sqlalchemy import Connection, Engine, Integer, Row, and_, bindparam, delete, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from registry.audit.models import AuditEntry, AuditState, MerkleNode, QueuedAuditEvent
@@ -75,6 +75,13 @@ class SqlNodeStore:
 
 
 _QUEUED = QueuedAuditEvent.__table__
+# A pass's fixed statements, built once: building one per call costs as much CPU (its cache key) as running it.
+_LOCK_SIZE = select(AuditState.size).where(AuditState.id == 1).with_for_update()
+_TAKE_OLDEST = delete(QueuedAuditEvent).where(QueuedAuditEvent.id.in_(
+    select(_QUEUED.c.id).order_by(_QUEUED.c.id).limit(bindparam("limit", type_=Integer)).scalar_subquery()
+)).returning(*_QUEUED.c)
+_ADD_ENTRIES = insert(AuditEntry)
+_ADVANCE_SIZE = update(AuditState).where(AuditState.id == 1).values(size=bindparam("new_size"))
 
 
 def entry_body(index: int, event: Row[Any]) -> bytes:
@@ -96,25 +103,24 @@ def _integrate_batch(conn: Connection, limit: int) -> int:
     Core statements on one connection, six round trips whatever the batch holds: lock, take the events out of
     the queue, read the frontier, insert the nodes, insert the entries, advance the size.
     """
-    size = conn.scalar(select(AuditState.size).where(AuditState.id == 1).with_for_update())
+    size = conn.scalar(_LOCK_SIZE)
     if size is None:
         raise RuntimeError("audit_state row is missing: the schema was not created by migrations")
-    oldest = select(_QUEUED.c.id).order_by(_QUEUED.c.id).limit(limit).scalar_subquery()
-    taken = conn.execute(delete(QueuedAuditEvent).where(QueuedAuditEvent.id.in_(oldest)).returning(*_QUEUED.c))
+    taken = conn.execute(_TAKE_OLDEST, {"limit": limit})
     events = sorted(taken.all(), key=lambda event: int(event.id))
     if not events:
         return 0
     merkle = MerkleLog(SqlNodeStore(conn), size)
     bodies = [entry_body(size + offset, event) for offset, event in enumerate(events)]
     leaves = merkle.append_many(bodies)  # the new leaves and every subtree they complete, in one insert
-    conn.execute(insert(AuditEntry), [
+    conn.execute(_ADD_ENTRIES, [
         {"leaf_index": index, "at": event.at, "actor": event.actor, "action": event.action,
          "namespace": event.namespace, "name": event.name, "version": event.version, "body": body.decode(),
          "leaf_hash": leaf.hex()}
         for (index, leaf), body, event in zip(leaves, bodies, events, strict=True)
     ])
     # After the entries: on PostgreSQL audit_state may only advance to the entries that exist.
-    conn.execute(update(AuditState).where(AuditState.id == 1).values(size=merkle.size))
+    conn.execute(_ADVANCE_SIZE, {"new_size": merkle.size})
     return len(events)
 
 

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from typing import Annotated
 
 from fastapi import Depends, Request
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from registry.auth.models import ApiToken
@@ -151,13 +151,16 @@ def extract_bearer(request: Request) -> str | None:
     return value.strip()
 
 
+_TOKEN_BY_HASH = select(ApiToken).where(ApiToken.token_hash == bindparam("digest"))  # built once, for every request
+
+
 def authenticate(ctx: RegistryContext, token: str) -> Principal:
     """Resolve a bearer token to a principal; unknown, revoked or expired tokens are refused."""
     if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
         raise _unauthorized("invalid token")
     digest = hash_token(token)
     with ctx.lookup() as session:
-        row = session.scalar(select(ApiToken).where(ApiToken.token_hash == digest))
+        row = session.scalar(_TOKEN_BY_HASH, {"digest": digest})
         if row is None or not hmac.compare_digest(row.token_hash, digest):
             raise _unauthorized("invalid token")
         principal = principal_of(row)
