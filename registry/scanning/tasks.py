@@ -173,10 +173,9 @@ def _store_and_finish(
 def _finish_unless_contamination(s: Session, job: ScanJob, worker: str) -> bool:
     """Finish the job (locked, every task done) here, unless it is a dataset whose contamination step must run
     first, outside any transaction (it may take seconds): then False, and :func:`finalise` does both."""
-    tasks = list(s.scalars(select(ScanTask).where(ScanTask.job_id == job.id)))
-    failed, previous = _outcome(tasks)
-    if not failed and _kind(s, job.version_id) == "dataset":
+    if _kind(s, job.version_id) == "dataset":  # finalise reads the tasks itself (and skips the step on a failure)
         return False
+    failed, previous = _outcome(list(s.scalars(select(ScanTask).where(ScanTask.job_id == job.id))))
     _finish(s, job, f"scan-worker {worker}", None, failed, previous)
     return True
 
