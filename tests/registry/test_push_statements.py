@@ -18,12 +18,12 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import event, select
 
-from registry.artifacts.models import Version
+from registry.artifacts.models import Blob, Version
 from registry.artifacts.versions import COMMITTED, find_by_ref, get_or_create_artifact, move_alias, open_version
 from registry.auth.models import ApiToken
 from registry.auth.tokens import authenticate, create_token
 from registry.core.context import RegistryContext
-from registry.core.db import make_engine, make_session_factory
+from registry.core.db import insert_new_rows, insert_unless_present, make_engine, make_session_factory
 from registry.core.settings import Settings
 from registry.server.app import create_app
 from registry.trust import signatures
@@ -123,9 +123,6 @@ def test_every_statement_of_a_warm_push_is_compiled_once_and_cached(ctx: Registr
 
 def test_rows_inserted_as_parameters_report_only_the_new_ones(ctx: RegistryContext) -> None:
     """Many rows in one call, some already present: exactly the new keys come back, on both backends."""
-    from registry.artifacts.models import Blob
-    from registry.core.db import insert_new_rows, insert_unless_present
-
     rows = [{"digest": f"sha256:{i:064x}", "size": i, "blake3": None} for i in range(5)]
     with ctx.transaction() as s:
         insert_unless_present(s, Blob, rows[1])
