@@ -30,7 +30,7 @@ import weakref
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Integer, Row, and_, bindparam, delete, insert, or_, select, update
+from sqlalchemy import Connection, Engine, Integer, Row, bindparam, delete, insert, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from registry.audit.models import AuditEntry, AuditState, MerkleNode, QueuedAuditEvent
@@ -41,6 +41,13 @@ log = logging.getLogger("mir.audit")
 
 BATCH = 500  # events per transaction: bounds a pass's memory; a pass loops until the queue is empty
 _NODE_BATCH = 200
+
+
+# One statement whatever the keys: an expanding IN of (level, idx) pairs. An OR of pairs had a shape per tree
+# size, so every pass built, keyed and often compiled it anew.
+_NODES_AT = select(MerkleNode.level, MerkleNode.idx, MerkleNode.hash).where(
+    tuple_(MerkleNode.level, MerkleNode.idx).in_(bindparam("keys", expanding=True))
+)
 
 
 class SqlNodeStore:
@@ -59,11 +66,7 @@ class SqlNodeStore:
         wanted = list(dict.fromkeys(keys))
         found: dict[NodeKey, bytes] = {}
         for start in range(0, len(wanted), _NODE_BATCH):
-            chunk = wanted[start : start + _NODE_BATCH]
-            condition = or_(*(and_(MerkleNode.level == lv, MerkleNode.idx == ix) for lv, ix in chunk))
-            for level, idx, digest in self.session.execute(
-                select(MerkleNode.level, MerkleNode.idx, MerkleNode.hash).where(condition)
-            ):
+            for level, idx, digest in self.session.execute(_NODES_AT, {"keys": wanted[start : start + _NODE_BATCH]}):
                 found[(level, idx)] = bytes(digest)
         return found
 
