@@ -1,7 +1,7 @@
 """Concurrent commits: N clients each pushing small versions through the real SDK against a real registry.
 
 Usage: python bench/load_bench.py [--db postgres|sqlite] [--workers 2] [--clients 16] [--seconds 20]
-                                  [--count N] [--files 1] [--file-bytes 4096] [--scan-workers 1]
+                                  [--warmup 5] [--count N] [--files 1] [--file-bytes 4096] [--scan-workers 1]
                                   [--rate R] [--no-inline] [--url URL --token TOKEN] [--py-spy DIR]
 
 Starts ``--workers`` API processes (each a real ``mir serve`` on its own loopback port, sharing one database
@@ -19,6 +19,10 @@ the most versions/s the registry sustains, and the latency is what 16 always-bus
 makes them an open loop offering R versions/s in all (each client one push every ``clients / R`` seconds, the
 clients staggered): the latency of a push is counted from the moment it was due, not from when the client got
 round to sending it, so a server that falls behind shows its queue in the p99 (as wrk2 measures).
+
+The first ``--warmup`` seconds of pushing are not counted (their count and latency are printed apart): fresh
+API processes open their database connections and fill their statement caches then, and a registry serves
+for days. The p99 of each 2-second window is printed too, so a tail that comes from one moment shows.
 """
 
 from __future__ import annotations
@@ -58,18 +62,21 @@ ROUTES = {"open_version": "POST open version", "upload_blob": "PUT blob", "commi
 PUSH = "push (open+upload+commit)"
 
 
-def _timed(client: MirClient, method: str, timings: list[tuple[str, float]], statuses: Counter[str]) -> None:
+Timing = tuple[str, float, float]  # what, when it started (or was due; wall clock), seconds it took
+
+
+def _timed(client: MirClient, method: str, timings: list[Timing], statuses: Counter[str]) -> None:
     """Wrap ``client.<method>`` to record its latency and its HTTP status (``transport`` when none came back)."""
     label, call = ROUTES[method], getattr(client, method)
 
     def timed(*args: Any, **kwargs: Any) -> Any:
-        t0 = time.perf_counter()
+        at, t0 = time.time(), time.perf_counter()
         try:
             result = call(*args, **kwargs)
         except MirError as exc:
             statuses[f"{label}: {exc.status or 'transport'}"] += 1
             raise
-        timings.append((label, time.perf_counter() - t0))
+        timings.append((label, at, time.perf_counter() - t0))
         statuses[f"{label}: 200"] += 1
         return result
 
@@ -145,13 +152,15 @@ def start_servers(
 # -- clients -----------------------------------------------------------------------------------------------
 
 
-def _client(idx: int, url: str, token: str, start: Any, ready: Any, seconds: float, count: int | None, files: int,
-            file_bytes: int, workdir: str, results: Any, inline: bool, interval: float | None, offset: float) -> None:
+def _client(idx: int, url: str, token: str, start: Any, finish: Any, ready: Any, seconds: float, count: int | None,
+            files: int, file_bytes: int, workdir: str, results: Any, inline: bool, interval: float | None,
+            offset: float) -> None:
     """One client process: push fresh small versions until the deadline (or ``count``), timing every request.
 
     With ``interval`` (open loop) push ``n`` is due at ``offset + n * interval`` after the start, and its
-    latency counts from then."""
-    timings: list[tuple[str, float]] = []
+    latency counts from then; no push is due after the deadline. A client that is done waits for ``finish``
+    before it exits, so no process teardown competes for the CPU with pushes still under way."""
+    timings: list[Timing] = []
     statuses: Counter[str] = Counter()
     committed: list[tuple[str, str]] = []
     errors: list[str] = []
@@ -162,10 +171,11 @@ def _client(idx: int, url: str, token: str, start: Any, ready: Any, seconds: flo
         ready.put(idx)
         start.wait()  # every client imported and connected: they start together
         cpu0 = _own_cpu()
-        began = time.perf_counter()
-        deadline = time.time() + seconds
+        began, began_wall = time.perf_counter(), time.time()
+        deadline = began_wall + seconds
         n = 0
-        while (count is None and time.time() < deadline) or (count is not None and n < count):
+        while (count is not None and n < count) or (count is None and (
+                time.time() < deadline if interval is None else offset + n * interval < seconds)):
             shutil.rmtree(src, ignore_errors=True)
             src.mkdir(parents=True)
             for f in range(files):
@@ -183,13 +193,14 @@ def _client(idx: int, url: str, token: str, start: Any, ready: Any, seconds: flo
             except MirError as exc:
                 errors.append(f"{ref}: {exc}")
                 continue
-            timings.append((PUSH, time.perf_counter() - t0))
+            timings.append((PUSH, began_wall + (t0 - began), time.perf_counter() - t0))
             if result.get("manifest_digest") != manifest.digest():
                 errors.append(f"{ref}: server manifest {result.get('manifest_digest')} != {manifest.digest()}")
             committed.append((ref, manifest.digest()))
     shutil.rmtree(src, ignore_errors=True)
     results.put({"timings": timings, "statuses": dict(statuses), "committed": committed, "errors": errors,
                  "ended": time.time(), "cpu": _own_cpu() - cpu0})
+    finish.wait()
 
 
 def _own_cpu() -> float:
@@ -338,11 +349,13 @@ def check(url: str, token: str, committed: list[tuple[str, str]], workdir: Path)
 
 def run(args: argparse.Namespace, url_list: list[str], token: str, workdir: Path, server_pids: list[int]) -> int:
     ctx = mp.get_context("spawn")
-    results, ready, start = ctx.Queue(), ctx.Queue(), ctx.Event()
+    results, ready, start, finish = ctx.Queue(), ctx.Queue(), ctx.Event(), ctx.Event()
     interval = args.clients / args.rate if args.rate else None
+    warm = args.warmup if args.count is None else 0.0
     procs = [
-        ctx.Process(target=_client, args=(i, url_list[i % len(url_list)], token, start, ready, args.seconds,
-                                          args.count, args.files, args.file_bytes, str(workdir), results,
+        ctx.Process(target=_client, args=(i, url_list[i % len(url_list)], token, start, finish, ready,
+                                          args.seconds + warm, args.count, args.files, args.file_bytes, str(workdir),
+                                          results,
                                           not args.no_inline, interval, (interval or 0.0) * i / args.clients))
         for i in range(args.clients)
     ]
@@ -350,37 +363,47 @@ def run(args: argparse.Namespace, url_list: list[str], token: str, workdir: Path
         p.start()
     for _ in procs:
         ready.get()
-    cpu_before, load_before = _snapshot(server_pids), os.getloadavg()[0]
     started = time.time()
     start.set()
+    time.sleep(warm)
+    cpu_before, load_before = _snapshot(server_pids), os.getloadavg()[0]
+    measured_from = started + warm
     outs = [results.get() for _ in procs]
     cpu_after, load_after = _snapshot(server_pids), os.getloadavg()[0]
+    finish.set()
     for p in procs:
         p.join()
-    elapsed = max(o["ended"] for o in outs) - started
+    elapsed = max(o["ended"] for o in outs) - measured_from
     timings: dict[str, list[float]] = {}
+    warming: list[float] = []
     statuses: Counter[str] = Counter()
     committed: list[tuple[str, str]] = []
     errors: list[str] = []
     for o in outs:
-        for label, seconds in o["timings"]:
-            timings.setdefault(label, []).append(seconds * 1000)
+        for label, at, seconds in o["timings"]:
+            if at >= measured_from:
+                timings.setdefault(label, []).append(seconds * 1000)
+            elif label == PUSH:
+                warming.append(seconds * 1000)
         statuses.update(o["statuses"])
         committed.extend(o["committed"])
         errors.extend(o["errors"])
     offered = f" (offered {args.rate:g}/s, open loop)" if args.rate else " (closed loop)"
-    print(f"committed versions: {len(committed)} in {elapsed:.1f} s = {len(committed) / elapsed:.1f} versions/s"
-          + offered)
+    measured = len(timings.get(PUSH, []))
+    print(f"committed versions: {measured} in {elapsed:.1f} s = {measured / elapsed:.1f} versions/s" + offered
+          + (f", after {warm:g} s of warm-up ({len(warming)} more pushes, p50 {pct(warming, 50):.0f} ms, p99 "
+             f"{pct(warming, 99):.0f} ms, not counted)" if warming else ""))
     print(f"{'route':<28} {'count':>7} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}")
     for label in [*ROUTES.values(), PUSH]:
         values = timings.get(label, [])
         if values:
             print(f"{label:<28} {len(values):>7} {pct(values, 50):8.1f} {pct(values, 99):8.1f} {max(values):8.1f}")
-    n = max(1, len(committed))
+    print("push p99 ms by 2-s window from the start: " + " ".join(_windows(outs, started, 2.0)))
+    n = max(1, measured)
     api_ms, sys_ms, scan_ms, pg_ms = (
         (cpu_after[k] - cpu_before[k]) * 1000 / n for k in ("api", "api_system", "scan", "postgres")
     )
-    client_ms = sum(o["cpu"] for o in outs) * 1000 / n
+    client_ms = sum(o["cpu"] for o in outs) * 1000 / max(1, len(committed))
     print(f"CPU per committed version: API processes {api_ms:.1f} ms ({sys_ms:.1f} ms of it in the kernel), "
           f"their scan workers {scan_ms:.1f} ms, clients "
           f"{client_ms:.1f} ms, PostgreSQL (every backend on this machine) {pg_ms:.1f} ms; "
@@ -395,6 +418,16 @@ def run(args: argparse.Namespace, url_list: list[str], token: str, workdir: Path
     return 1 if problems else 0
 
 
+def _windows(outs: list[dict[str, Any]], started: float, width: float) -> list[str]:
+    """The push p99 of each ``width``-second window (by when each push started or was due): where the tail is."""
+    by_window: dict[int, list[float]] = {}
+    for o in outs:
+        for label, at, seconds in o["timings"]:
+            if label == PUSH:
+                by_window.setdefault(int((at - started) // width), []).append(seconds * 1000)
+    return [f"{pct(by_window[w], 99):.0f}" for w in sorted(by_window)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--db", choices=["postgres", "postgresql", "sqlite"], default="postgres")
@@ -405,6 +438,9 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=None, help="versions per client instead of --seconds")
     parser.add_argument("--rate", type=float, default=None,
                         help="open loop: offer this many versions/s in all, latency counted from when each was due")
+    parser.add_argument("--warmup", type=float, default=5.0,
+                        help="seconds the clients push before anything is counted (fresh processes fill their "
+                             "connection pools and statement caches); those versions are still checked")
     parser.add_argument("--files", type=int, default=1, help="files per version")
     parser.add_argument("--file-bytes", type=int, default=4096)
     parser.add_argument("--url", help="target this running registry instead of starting one")
@@ -418,6 +454,8 @@ def main() -> None:
     with ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mir-load-")))
         what = f"{args.clients} clients x {f'{args.count} versions' if args.count else f'{args.seconds:g} s'}"
+        if not args.count and args.warmup:
+            what += f" after {args.warmup:g} s of warm-up"
         if args.rate:
             what += f" at {args.rate:g} versions/s in all"
         if args.url:

@@ -8,6 +8,7 @@ import signal
 import threading
 
 from registry.core.context import RegistryContext
+from registry.core.heap import freeze_startup_objects
 from registry.core.settings import Settings
 from registry.scanning.results import queue_upgrade_rescans
 from registry.scanning.tasks import run_once
@@ -28,6 +29,7 @@ def run(settings: Settings, *, poll_s: float = 0.5, once: bool = False, parent_p
         queue_upgrade_rescans(ctx)
     except Exception:
         log.exception("could not queue rescans after a scanner upgrade; the next worker start retries")
+    freeze_startup_objects()  # a long-running loop: its collections need not walk the start-up heap
     stop = threading.Event()
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):

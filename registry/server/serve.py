@@ -16,6 +16,7 @@ from registry.auth.tokens import count_tokens, create_token
 from registry.client.config import save_credentials
 from registry.core.blobstore import BlobStoreUnavailable
 from registry.core.context import RegistryContext
+from registry.core.heap import freeze_startup_objects
 from registry.core.settings import Settings
 from registry.server.app import create_app
 from registry.server.db_roles import RoleError, service_can_rewrite_log
@@ -80,6 +81,7 @@ def serve(settings: Settings | None = None) -> None:
     console.print(f"API docs: {settings.base_url}/docs")
     console.print(f"log in from another machine: mir login {settings.base_url} --token <token>")
     configure_logging(settings.log_level, settings.log_format)
+    freeze_startup_objects()  # after the app and its workers exist: collections then skip the start-up heap
     uvicorn.run(
         app,
         host=settings.host,

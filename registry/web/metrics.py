@@ -13,6 +13,7 @@ from datetime import timedelta
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.gc_collector import GCCollector
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -20,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from registry.artifacts.models import Version
 from registry.audit.models import AuditEntry
 from registry.core.context import RegistryContext
+from registry.core.heap import frozen_objects
 from registry.core.tables import utcnow
 from registry.scanning.models import ScanJob, ScanTask
 from registry.scanning.queue import QUEUED, RUNNING
@@ -37,6 +39,20 @@ DOWNLOADS = Counter("mir_downloads", "File downloads answered, by how the bytes 
                     "or redirected to the store)", ["mode"], registry=REGISTRY)
 VERIFY_DECISIONS = Counter("mir_verify_decisions", "Deploy-gate decisions taken by /v1/verify", ["decision"],
                            registry=REGISTRY)
+
+
+
+class FrozenHeapCollector(Collector):
+    """How many start-up objects this process froze out of the garbage collector's reach (0: it did not, so
+    its full collections walk the whole heap and pause every request; see registry.core.heap)."""
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        yield GaugeMetricFamily("mir_gc_frozen_objects", "Start-up objects frozen out of the cyclic garbage "
+                                "collector's reach in this process", value=frozen_objects())
+
+
+GCCollector(registry=REGISTRY)  # collections per generation: how often this process paused to collect
+REGISTRY.register(FrozenHeapCollector())
 
 # Methods a route of ours answers; any other (PROPFIND, MKCALENDAR, ... from anyone, signed in or not) is
 # counted as "other", so a caller cannot mint a label set per method and route.
