@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, text
-from sqlalchemy.orm import Session
+from sqlalchemy import bindparam, select, text
+from sqlalchemy.orm import Session, joinedload
 
 from registry.artifacts.models import Version, VersionFile
 from registry.artifacts.versions import COMMITTED
@@ -47,16 +47,32 @@ HISTORY_PER_FILE = 50
 MAX_STORED_FINDINGS = 200
 
 
-def digests_to_scan(session: Session, version_id: int, *, rescan: bool) -> list[str]:
-    """The version's blobs to scan: all of them for a rescan, else those whose latest current-scanner result
-    is missing or an ``error`` (a blob shared with earlier versions is not scanned again, a failure is)."""
-    digests = list(dict.fromkeys(session.scalars(
-        select(VersionFile.digest).where(VersionFile.version_id == version_id).order_by(VersionFile.path)
-    )))
-    if rescan:
-        return digests
-    done = {d for d, verdict in latest_verdicts(session, digests).items() if verdict != Verdict.ERROR.value}
-    return [d for d in digests if d not in done]
+# Built once: a statement built per call spends as much CPU on its cache key as on running.
+_VERSION_DIGESTS = select(VersionFile.digest).where(VersionFile.version_id == bindparam("version_id")) \
+    .order_by(VersionFile.path)
+_CURRENT_RESULTS = (ScanResult.blob_digest.in_(bindparam("digests", expanding=True)),
+                    ScanResult.scanner == SCANNER_NAME, ScanResult.scanner_version == SCANNER_VERSION)
+_LATEST_VERDICTS = select(ScanResult.blob_digest, ScanResult.verdict).where(*_CURRENT_RESULTS).order_by(ScanResult.id)
+_LATEST_RESULTS = select(ScanResult).where(*_CURRENT_RESULTS).order_by(ScanResult.id)
+_WITH_ARTIFACT = (joinedload(Version.artifact),)
+
+
+def scan_plan(session: Session, version_id: int, *, rescan: bool) -> tuple[list[str], dict[str, str]]:
+    """The version's blobs to scan, and the verdict each of them had before (none where it has no result).
+
+    All of its blobs for a rescan, else those whose latest current-scanner result is missing or an ``error`` (a
+    blob shared with earlier versions is not scanned again, a failure is). One look-up of results for both.
+    """
+    digests = list(dict.fromkeys(session.scalars(_VERSION_DIGESTS, {"version_id": version_id})))
+    verdicts = latest_verdicts(session, digests)
+    if not rescan:
+        digests = [d for d in digests if verdicts.get(d, Verdict.ERROR.value) == Verdict.ERROR.value]
+    return digests, {d: verdicts[d] for d in digests if d in verdicts}
+
+
+def load_version(session: Session, version_id: int) -> Version | None:
+    """The version with its artifact, in one query (a finish reads both); from the session if already there."""
+    return session.get(Version, version_id, options=_WITH_ARTIFACT)
 
 
 def store_result(session: Session, digest: str, report: dict[str, Any]) -> None:
@@ -97,27 +113,19 @@ def unlisted_globals(result: ScanResult) -> list[str]:
 def latest_verdicts(session: Session, digests: list[str]) -> dict[str, str]:
     if not digests:
         return {}
-    rows = session.execute(
-        select(ScanResult.blob_digest, ScanResult.verdict).where(
-            ScanResult.blob_digest.in_(digests), ScanResult.scanner == SCANNER_NAME,
-            ScanResult.scanner_version == SCANNER_VERSION,
-        ).order_by(ScanResult.id)
-    )
-    return {digest: verdict for digest, verdict in rows}
+    return {digest: verdict for digest, verdict in session.execute(_LATEST_VERDICTS, {"digests": digests})}
 
 
 def results_for(session: Session, version_id: int) -> dict[str, ScanResult]:
     """The latest current-scanner result for each blob of one version, keyed by digest."""
-    digests = list(session.scalars(select(VersionFile.digest).where(VersionFile.version_id == version_id)))
+    return latest_results(session, list(session.scalars(_VERSION_DIGESTS, {"version_id": version_id})))
+
+
+def latest_results(session: Session, digests: list[str]) -> dict[str, ScanResult]:
+    """The latest current-scanner result for each of ``digests`` (those that have one)."""
     if not digests:
         return {}
-    rows = session.scalars(
-        select(ScanResult).where(
-            ScanResult.blob_digest.in_(digests), ScanResult.scanner == SCANNER_NAME,
-            ScanResult.scanner_version == SCANNER_VERSION,
-        ).order_by(ScanResult.id)
-    )
-    return {r.blob_digest: r for r in rows}
+    return {r.blob_digest: r for r in session.scalars(_LATEST_RESULTS, {"digests": list(dict.fromkeys(digests))})}
 
 
 def _scan_times(session: Session, version_id: int) -> list[datetime]:
@@ -170,9 +178,9 @@ def finish_job(session: Session, job: ScanJob, actor: str, contamination: Verdic
     older result exists), the job ends with the reason, and the audit entry is ``scan.failed``.
     """
     failed = failed or {}
-    version = session.get(Version, job.version_id)
+    version = load_version(session, job.version_id)
     assert version is not None
-    results = results_for(session, version.id)
+    results = latest_results(session, [f.digest for f in version.files])  # the files are read anyway, below
     # A file without a stored result was not analysed: that is an error, never clean.
     per_file = {
         f.path: Verdict(results[f.digest].verdict) if f.digest in results and f.digest not in failed

@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select, true
+from sqlalchemy import bindparam, delete, func, or_, select, true
 from sqlalchemy.orm import Session
 
-from registry.artifacts.models import Artifact, Version
+from registry.artifacts.models import Version
 from registry.artifacts.versions import record_version_event
 from registry.core.context import RegistryContext
 from registry.core.tables import utcnow
@@ -37,11 +37,12 @@ from registry.scanning.results import (
     GAVE_UP,
     MAX_ATTEMPTS,
     SCANNER_VERSION,
-    digests_to_scan,
     finish_job,
     latest_verdicts,
+    load_version,
     refresh_sharers,
     scan_blob,
+    scan_plan,
     store_result,
 )
 from scanners.report import Verdict
@@ -134,10 +135,23 @@ def run_task(ctx: RegistryContext, task: ClaimedTask, worker: str) -> bool:
     return _complete_task(ctx, task, worker, report)
 
 
+# Built once: a statement built per call spends as much CPU on its cache key as on running.
+_LOCK_JOB = select(ScanJob).where(ScanJob.id == bindparam("job_id")).with_for_update() \
+    .execution_options(populate_existing=True)
+_TASKS_OF_JOB = select(ScanTask).where(ScanTask.job_id == bindparam("job_id"))
+_TASKS_LEFT = select(func.count()).select_from(ScanTask).where(ScanTask.job_id == bindparam("job_id"),
+                                                               ScanTask.state != DONE)
+_OLDEST_QUEUED_JOB = select(ScanJob).where(ScanJob.state == QUEUED).order_by(ScanJob.id).limit(1) \
+    .with_for_update(skip_locked=True)
+
+
 def _lock_job(s: Session, job_id: int) -> ScanJob | None:
     """The job's row, locked until the transaction ends: every task reaches done under this lock."""
-    return s.scalar(select(ScanJob).where(ScanJob.id == job_id).with_for_update().execution_options(
-        populate_existing=True))
+    return s.scalar(_LOCK_JOB, {"job_id": job_id})
+
+
+def _tasks_of(s: Session, job_id: int) -> list[ScanTask]:
+    return list(s.scalars(_TASKS_OF_JOB, {"job_id": job_id}))
 
 
 def _complete_task(ctx: RegistryContext, task: ClaimedTask, worker: str, report: dict[str, Any]) -> bool:
@@ -165,17 +179,21 @@ def _store_and_finish(
             return False
         store_result(s, row.blob_digest, report)
         row.state, row.finished_at, row.claimed_by, row.error = DONE, utcnow(), worker, None
-        if not _took_last(s, job, worker):
+        if not _none_left(s, job):
             return False
-        return not (finish_here and _finish_unless_contamination(s, job, worker))
+        if finish_here and _finish_unless_contamination(s, job, worker):
+            return False
+        _renew_lease(job, worker)
+        return True
 
 
 def _finish_unless_contamination(s: Session, job: ScanJob, worker: str) -> bool:
     """Finish the job (locked, every task done) here, unless it is a dataset whose contamination step must run
     first, outside any transaction (it may take seconds): then False, and :func:`finalise` does both."""
-    if _kind(s, job.version_id) == "dataset":  # finalise reads the tasks itself (and skips the step on a failure)
+    version = load_version(s, job.version_id)  # held here, so the finish finds it (and its artifact) in the session
+    if version is None or version.artifact.kind == "dataset":  # finalise reads the tasks itself
         return False
-    failed, previous = _outcome(list(s.scalars(select(ScanTask).where(ScanTask.job_id == job.id))))
+    failed, previous = _outcome(_tasks_of(s, job.id))
     _finish(s, job, f"scan-worker {worker}", None, failed, previous)
     return True
 
@@ -188,8 +206,8 @@ def _outcome(tasks: list[ScanTask]) -> tuple[dict[str, str], dict[str, str | Non
 
 
 def _kind(s: Session, version_id: int) -> str | None:
-    return s.scalar(select(Artifact.kind).join(Version, Version.artifact_id == Artifact.id)
-                    .where(Version.id == version_id))
+    version = load_version(s, version_id)
+    return version.artifact.kind if version is not None else None
 
 
 def _finish(s: Session, job: ScanJob, actor: str, contamination: Verdict | None, failed: dict[str, str],
@@ -219,12 +237,20 @@ def fail_task(ctx: RegistryContext, task: ClaimedTask, worker: str, reason: str)
 
 def _took_last(s: Session, job: ScanJob, worker: str) -> bool:
     """Whether the job, still running, has no task left: then this worker finalises it, under a fresh lease."""
-    left = s.scalar(select(func.count()).select_from(ScanTask).where(
-        ScanTask.job_id == job.id, ScanTask.state != DONE))
-    if left or job.state != RUNNING:
+    if not _none_left(s, job):
         return False
-    job.claimed_at, job.claimed_by = utcnow(), worker
+    _renew_lease(job, worker)
     return True
+
+
+def _none_left(s: Session, job: ScanJob) -> bool:
+    """Whether the job is still running and every one of its tasks is done."""
+    return job.state == RUNNING and not s.scalar(_TASKS_LEFT, {"job_id": job.id})
+
+
+def _renew_lease(job: ScanJob, worker: str) -> None:
+    """The worker that will finalise the job holds it under a fresh lease (another takes over if it dies)."""
+    job.claimed_at, job.claimed_by = utcnow(), worker
 
 
 def claim_job(ctx: RegistryContext, worker: str, lease_s: float) -> tuple[int, bool] | None:
@@ -240,8 +266,7 @@ def _expand(
     """:func:`claim_job`; with ``take_first`` this worker also claims the job's first task, as ``claim_task``
     would (it is the oldest task of a job no worker is scanning)."""
     with ctx.transaction() as s:
-        job = s.scalar(select(ScanJob).where(ScanJob.state == QUEUED).order_by(ScanJob.id).limit(1)
-                       .with_for_update(skip_locked=True))
+        job = s.scalar(_OLDEST_QUEUED_JOB)
         if job is None:
             return None
         job.state, job.claimed_at, job.claimed_by = RUNNING, utcnow(), worker
@@ -249,9 +274,9 @@ def _expand(
         if job.attempts > MAX_ATTEMPTS:
             _give_up(s, job, worker)
             return job.id, False, None
-        digests = digests_to_scan(s, job.version_id, rescan=job.rescan)
-        before = latest_verdicts(s, digests)
-        s.execute(delete(ScanTask).where(ScanTask.job_id == job.id))
+        digests, before = scan_plan(s, job.version_id, rescan=job.rescan)
+        if job.attempts > 1:  # an earlier claim expanded it (tasks are only ever made here, with the claim)
+            s.execute(delete(ScanTask).where(ScanTask.job_id == job.id))
         rows = [ScanTask(job_id=job.id, blob_digest=d, state=QUEUED, attempts=0, previous_verdict=before.get(d))
                 for d in digests]
         s.add_all(rows)
@@ -305,7 +330,7 @@ def finalise(ctx: RegistryContext, job_id: int, worker: str) -> None:
             job = s.get(ScanJob, job_id)
             assert job is not None
             version_id = job.version_id
-            failed, previous = _outcome(list(s.scalars(select(ScanTask).where(ScanTask.job_id == job_id))))
+            failed, previous = _outcome(_tasks_of(s, job_id))
             kind = _kind(s, version_id)
         # Datasets only: fingerprint match and index (synthetic.contamination). A failed scan ends as error anyway.
         contamination = None if failed or kind != "dataset" else _contamination(ctx, version_id)

@@ -273,3 +273,27 @@ def test_a_finish_that_fails_with_the_last_result_still_stores_it_and_finishes_a
     with reg.session() as s:
         job = s.scalar(select(ScanJob).where(ScanJob.version_id == version_id))
         assert job is not None and job.state == "done" and job.error is None
+
+
+def test_a_one_file_version_is_scanned_without_the_statements_it_no_longer_needs(
+        reg: Reg, ctx: RegistryContext) -> None:
+    """Pins what the worker stopped asking (each a round trip, and CPU in SQLAlchemy): a first expansion deletes
+    no tasks (none can exist before a job's first claim), reads the blobs' results once for both what to scan and
+    their earlier verdicts, and the finish reads the version with its artifact once, its files once, and no lease
+    renewal that the finish itself overwrites."""
+    version_id = _commit(reg, "lean", {"only.json": b'{"only": 1}'})
+    sql: list[str] = []
+    event.listen(ctx.engine, "before_cursor_execute", lambda _c, _k, statement, *_a: sql.append(
+        " ".join(statement.split()).upper()))
+    assert tasks.run_once(ctx, "w") is True
+    assert _state(reg, version_id) == ("clean", {"only.json": "clean"})
+
+    def count(start: str, table: str) -> int:
+        return sum(1 for s in sql if s.startswith(start) and f" {table.upper()}" in s)
+
+    assert count("DELETE", "scan_tasks") == 0
+    assert count("SELECT SCAN_RESULTS.BLOB_DIGEST, SCAN_RESULTS.VERDICT", "scan_results") == 1
+    assert count("SELECT", "artifacts") == 1 and count("SELECT VERSIONS.", "versions") == 1
+    assert count("SELECT VERSION_FILES.DIGEST", "version_files") == 1  # the expansion's; the finish reads rows
+    assert count("SELECT VERSION_FILES.VERSION_ID", "version_files") == 1
+    assert count("UPDATE SCAN_JOBS", "scan_jobs") == 2  # the claim, then the finish (no lease renewal between)
