@@ -271,6 +271,48 @@ def pct(values: list[float], q: int) -> float:
 # -- the check afterwards ----------------------------------------------------------------------------------
 
 
+def scan_lag(url: str, token: str, committed: list[tuple[str, str]], load_ended: float,
+             wait_s: float = 300.0) -> list[str]:
+    """Wait until every committed version has its verdict, then print how long each waited for it after its
+    commit (from the audit log's times): what a push's latency does not show, since scans run after it."""
+    from datetime import datetime
+
+    wanted = {ref for ref, _ in committed}
+    done: dict[str, str] = {}
+    with MirClient(url, token) as c:
+        deadline, seen = time.time() + wait_s, {"scan.completed": -1, "scan.failed": -1}
+        while len(done) < len(wanted) and time.time() < deadline:
+            for action, after in seen.items():
+                while True:  # this action's entries since the last look
+                    page = c.json("GET", "/v1/audit/entries", params={"action": action, "after": after, "limit": 1000})
+                    for item in page["items"]:
+                        label = f"{item['artifact']}@{item['version']}"
+                        if label in wanted:
+                            done.setdefault(label, item["at"])
+                        after = max(after, item["index"])
+                    seen[action] = after
+                    if page["next"] is None:
+                        break
+            if len(done) < len(wanted):
+                time.sleep(1.0)
+        committed_at: dict[str, str] = {}
+        cursor = -1
+        while True:
+            page = c.json("GET", "/v1/audit/entries", params={"action": "version.committed", "after": cursor,
+                                                               "limit": 1000})
+            committed_at.update({f"{i['artifact']}@{i['version']}": i["at"] for i in page["items"]})
+            if page["next"] is None:
+                break
+            cursor = page["next"]
+    lags = [(datetime.fromisoformat(done[r]) - datetime.fromisoformat(committed_at[r])).total_seconds() * 1000
+            for r in done if r in committed_at]
+    last = max((datetime.fromisoformat(t).timestamp() for t in done.values()), default=load_ended)
+    print(f"scans: {len(done)}/{len(wanted)} committed versions have a verdict; from commit to verdict p50 "
+          f"{pct(lags, 50):.0f} ms, p99 {pct(lags, 99):.0f} ms, max {max(lags, default=0):.0f} ms; the last verdict "
+          f"{max(0.0, last - load_ended):.1f} s after the load ended")
+    return [f"{r}: no scan verdict after {wait_s:.0f} s" for r in sorted(wanted - set(done))][:5]
+
+
 def check(url: str, token: str, committed: list[tuple[str, str]], workdir: Path) -> list[str]:
     """Pull and verify every committed version; verify the audit log and every version's inclusion proof."""
     from registry.client import audit_verify
@@ -412,7 +454,9 @@ def run(args: argparse.Namespace, url_list: list[str], token: str, workdir: Path
     print("errors by status: " + (", ".join(f"{k} x{v}" for k, v in sorted(bad.items())) if bad else "none"))
     for e in errors[:10]:
         print(f"  {e}")
-    problems = [] if args.no_check else check(url_list[0], token, committed, workdir)
+    load_ended = max(o["ended"] for o in outs)
+    problems = [] if args.no_check or args.scan_workers == 0 else scan_lag(url_list[0], token, committed, load_ended)
+    problems += [] if args.no_check else check(url_list[0], token, committed, workdir)
     for problem in problems[:20]:
         print(f"  PROBLEM: {problem}")
     return 1 if problems else 0

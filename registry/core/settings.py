@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     # Scanning: every committed version's blobs are scanned by worker processes, each blob in a
     # resource-limited child process (never in the API process).
     embedded_workers: int = 1
+    # How much the embedded workers yield the CPU to the API beside them (a nice increment, 0-19): scans are
+    # asynchronous, so on a shared machine a push or pull never queues behind one; they catch up when it idles.
+    embedded_worker_nice: int = Field(default=10, ge=0, le=19)
     scan_timeout_s: float = 900.0
     scan_memory_bytes: int = 4 << 30
     scan_lease_s: float = 3600.0

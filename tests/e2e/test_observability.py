@@ -136,3 +136,25 @@ def test_json_logs_carry_the_request_id_and_no_secret(db_url: str, tmp_path: Pat
     # (The first start prints the bootstrap admin token once, on purpose; log records never carry one.)
     assert srv.admin_token not in json.dumps(lines) and "token=" not in log
     assert any(r.get("logger") == "mir.ready" and "blob" in r["message"] for r in lines)
+
+
+def test_the_embedded_scan_worker_yields_the_cpu_to_the_api(server: LiveServer) -> None:
+    """``mir serve``'s scan worker runs ``MIR_EMBEDDED_WORKER_NICE`` (10) steps below the API process, so a push
+    never queues behind a scan on a shared machine."""
+    children = _children(server.process.pid)
+    workers = [pid for pid in children if b"worker" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    assert workers, f"no embedded scan worker among {children}"
+    api_nice = _nice(server.process.pid)
+    assert all(_nice(pid) == min(api_nice + 10, 19) for pid in workers)
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found.extend(int(c) for c in (task / "children").read_text().split())
+    return found
+
+
+def _nice(pid: int) -> int:
+    """Field 19 of /proc/PID/stat (after the command name, which may hold spaces)."""
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
