@@ -27,10 +27,24 @@ from __future__ import annotations
 import logging
 import threading
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Integer, Row, bindparam, delete, insert, select, tuple_, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Integer,
+    Row,
+    Select,
+    and_,
+    bindparam,
+    delete,
+    insert,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from registry.audit.models import AuditEntry, AuditState, MerkleNode, QueuedAuditEvent
@@ -43,11 +57,18 @@ BATCH = 500  # events per transaction: bounds a pass's memory; a pass loops unti
 _NODE_BATCH = 200
 
 
-# One statement whatever the keys: an expanding IN of (level, idx) pairs. An OR of pairs had a shape per tree
-# size, so every pass built, keyed and often compiled it anew.
+# PostgreSQL: one statement whatever the keys, an expanding IN of (level, idx) pairs (an index scan per pair).
+# An OR of pairs has a shape per tree size, so every pass built, keyed and often compiled it anew. SQLite
+# answers the row-value IN with a scan of the whole table, so it keeps the OR of pairs (a primary-key search
+# per pair).
 _NODES_AT = select(MerkleNode.level, MerkleNode.idx, MerkleNode.hash).where(
     tuple_(MerkleNode.level, MerkleNode.idx).in_(bindparam("keys", expanding=True))
 )
+
+
+def _nodes_at_on_sqlite(keys: Sequence[NodeKey]) -> Select[int, int, bytes]:
+    return select(MerkleNode.level, MerkleNode.idx, MerkleNode.hash).where(
+        or_(*(and_(MerkleNode.level == level, MerkleNode.idx == index) for level, index in keys)))
 
 
 class SqlNodeStore:
@@ -65,10 +86,19 @@ class SqlNodeStore:
     def get_many(self, keys: Iterable[NodeKey]) -> dict[NodeKey, bytes]:
         wanted = list(dict.fromkeys(keys))
         found: dict[NodeKey, bytes] = {}
+        on_sqlite = self._dialect() == "sqlite"
         for start in range(0, len(wanted), _NODE_BATCH):
-            for level, idx, digest in self.session.execute(_NODES_AT, {"keys": wanted[start : start + _NODE_BATCH]}):
+            chunk = wanted[start : start + _NODE_BATCH]
+            rows = (self.session.execute(_nodes_at_on_sqlite(chunk)) if on_sqlite
+                    else self.session.execute(_NODES_AT, {"keys": chunk}))
+            for level, idx, digest in rows:
                 found[(level, idx)] = bytes(digest)
         return found
+
+    def _dialect(self) -> str:
+        if isinstance(self.session, Connection):
+            return self.session.dialect.name
+        return self.session.get_bind().dialect.name
 
     def put_many(self, items: Mapping[NodeKey, bytes]) -> None:
         if items:

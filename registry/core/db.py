@@ -12,12 +12,12 @@ from typing import Any, TypeVar
 from sqlalchemy import Engine, Executable, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import CursorResult, make_url
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import InvalidatePoolError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 
 _LOOKUP = "mir_lookup"  # execution option: statements outside any transaction (see lookup_engine)
-IDLE_PING_AFTER = 5.0  # seconds a pooled PostgreSQL connection may rest before it is checked again on checkout
+IDLE_PING_AFTER = 1.0  # seconds a pooled PostgreSQL connection may rest before it is checked again on checkout
 _RETURNED_AT = "mir.returned_at"
 
 
@@ -66,12 +66,15 @@ def ping_after_idle(engine: Engine, idle_seconds: float, clock: Callable[[], flo
     """Check a pooled connection with a round trip on checkout only when it rested ``idle_seconds`` or more.
 
     ``pool_pre_ping`` pinged on every checkout: three extra round trips per push (the token look-up, the
-    change, the audit pass), about 6% of a small push's CPU. A connection in steady use has just proven itself;
-    one that rested may have been dropped (a database restart, an idle timeout): that one is pinged, and a dead
-    one replaced before anyone uses it. A connection dropped less than ``idle_seconds`` after its last use fails
-    its next statement (as one dropped mid-transaction always did), and SQLAlchemy then invalidates the whole
-    pool: after a database restart under load, a process fails at most the requests already holding a
-    connection, and the next ones reconnect.
+    change, the audit pass), about 6% of a small push's CPU. Under load a connection is back in use within a
+    fraction of a second and has just proven itself; one that rested may have been dropped (a database
+    restart, an idle timeout): that one is pinged, and a failed ping invalidates the whole pool, as
+    ``pool_pre_ping`` did, so every connection older than the failure is replaced before anyone uses it.
+
+    The price: after a restart, a connection returned less than ``idle_seconds`` before it fails the next
+    statement run on it (as one dropped mid-transaction always did); that failure too invalidates the pool, so
+    the requests that fail are those that checked out such a connection before the first failure was seen (at
+    most one per connection in use).
     """
 
     @event.listens_for(engine, "checkin")
@@ -85,8 +88,8 @@ def ping_after_idle(engine: Engine, idle_seconds: float, clock: Callable[[], flo
             return  # new (just connected), or used a moment ago
         try:
             engine.dialect.do_ping(dbapi_conn)
-        except engine.dialect.loaded_dbapi.Error as exc:
-            raise DisconnectionError(f"pooled connection failed its ping after {idle_seconds:.0f} s idle") from exc
+        except engine.dialect.loaded_dbapi.Error as exc:  # replace it and every connection made before it
+            raise InvalidatePoolError(f"pooled connection failed its ping after {idle_seconds:g} s idle") from exc
 
 
 def lookup_engine(engine: Engine) -> Engine:

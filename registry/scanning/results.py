@@ -171,11 +171,12 @@ def seen_by_version(session: Session, version_id: int) -> dict[str, list[tuple[S
 
 
 def finish_job(session: Session, job: ScanJob, actor: str, contamination: Verdict | None = None,
-            failed: Mapping[str, str] | None = None) -> None:
+            failed: Mapping[str, str] | None = None, *, finished_by: str | None = None) -> None:
     """Record the version's verdict from its blobs' latest results, end the job, audit, quarantine if malicious.
 
     ``failed`` maps the digests of dead-lettered blobs to why: those files count as ``error`` (even where an
     older result exists), the job ends with the reason, and the audit entry is ``scan.failed``.
+    ``finished_by``: the worker finishing it, recorded on the job row (written with the job's end, one UPDATE).
     """
     failed = failed or {}
     version = load_version(session, job.version_id)
@@ -196,6 +197,8 @@ def finish_job(session: Session, job: ScanJob, actor: str, contamination: Verdic
     job.state = DONE
     job.finished_at = utcnow()
     job.error = None
+    if finished_by is not None:
+        job.claimed_by = finished_by
     if failed:
         paths = sorted({f.path for f in version.files if f.digest in failed})
         job.error = f"{GAVE_UP} {MAX_ATTEMPTS} attempts on {', '.join(paths)}: {next(iter(failed.values()))}"

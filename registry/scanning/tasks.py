@@ -194,7 +194,7 @@ def _finish_unless_contamination(s: Session, job: ScanJob, worker: str) -> bool:
     if version is None or version.artifact.kind == "dataset":  # finalise reads the tasks itself
         return False
     failed, previous = _outcome(_tasks_of(s, job.id))
-    _finish(s, job, f"scan-worker {worker}", None, failed, previous)
+    _finish(s, job, worker, None, failed, previous)
     return True
 
 
@@ -210,10 +210,10 @@ def _kind(s: Session, version_id: int) -> str | None:
     return version.artifact.kind if version is not None else None
 
 
-def _finish(s: Session, job: ScanJob, actor: str, contamination: Verdict | None, failed: dict[str, str],
+def _finish(s: Session, job: ScanJob, worker: str, contamination: Verdict | None, failed: dict[str, str],
             previous: dict[str, str | None]) -> None:
     """End the locked job with its verdict; after a rescan, refresh the versions that share a changed blob."""
-    finish_job(s, job, actor, contamination, failed)
+    finish_job(s, job, f"scan-worker {worker}", contamination, failed, finished_by=worker)
     if job.rescan:
         changed = {d for d, v in latest_verdicts(s, list(previous)).items() if previous[d] != v}
         refresh_sharers(s, job.version_id, changed)
@@ -324,7 +324,6 @@ def _give_up(s: Session, job: ScanJob, worker: str) -> None:
 
 def finalise(ctx: RegistryContext, job_id: int, worker: str) -> None:
     """Run the contamination step and record the verdict; a failure leaves the job to the next worker."""
-    actor = f"scan-worker {worker}"
     try:
         with ctx.transaction() as s:
             job = s.get(ScanJob, job_id)
@@ -339,7 +338,7 @@ def finalise(ctx: RegistryContext, job_id: int, worker: str) -> None:
             if job is None or job.state != RUNNING:
                 log.info("scan job %s was finished by another worker meanwhile", job_id)
                 return
-            _finish(s, job, actor, contamination, failed, previous)
+            _finish(s, job, worker, contamination, failed, previous)
     except Exception:
         log.exception("finishing scan job %s failed; it will be retried", job_id)
         with ctx.transaction() as s:

@@ -13,13 +13,14 @@ import json
 import multiprocessing
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import func, insert, select
+from sqlalchemy import event, func, insert, select
 
 from registry.audit import log as audit
 from registry.audit import sequencer
-from registry.audit.models import QueuedAuditEvent
+from registry.audit.models import MerkleNode, QueuedAuditEvent
 from registry.core.context import RegistryContext
 from registry.core.settings import Settings
 from registry.core.tables import utcnow
@@ -199,3 +200,33 @@ def test_a_session_used_again_after_a_rollback_does_not_log_the_rolled_back_even
         session.close()
     audit.settle(session)
     assert _actions(ctx) == ["test.kept"]
+
+
+def test_merkle_node_reads_search_the_primary_key_on_both_databases(ctx: RegistryContext) -> None:
+    """Every pass reads the log's frontier and every proof its path: each pair must be a primary-key search.
+    SQLite answers a row-value ``IN (VALUES ...)`` by scanning the whole table (about two nodes per entry, under
+    its one write lock on every pass), so it is asked an OR of pairs; PostgreSQL plans the pairs as index
+    scans (asked with the sequential scan disabled, since a table this small would otherwise be scanned)."""
+    with ctx.engine.begin() as conn:
+        conn.execute(insert(MerkleNode), [{"level": level, "idx": idx, "hash": bytes(32)}
+                                          for level in range(4) for idx in range(64 >> level)])
+    sent: list[tuple[str, Any]] = []
+
+    def capture(_c: Any, _cur: Any, statement: str, parameters: Any, *_a: Any) -> None:
+        if "merkle_nodes" in statement:
+            sent.append((statement, parameters))
+
+    keys = [(0, 5), (1, 9), (3, 7), (2, 15)]
+    with ctx.engine.connect() as conn:
+        event.listen(ctx.engine, "before_cursor_execute", capture)
+        assert sorted(sequencer.SqlNodeStore(conn).get_many(keys)) == sorted(keys)
+        event.remove(ctx.engine, "before_cursor_execute", capture)
+        (statement, parameters), = sent
+        if ctx.engine.dialect.name == "sqlite":
+            plan = " | ".join(str(row[-1]) for row in conn.exec_driver_sql(
+                "EXPLAIN QUERY PLAN " + statement, parameters))
+            assert "SCAN merkle_nodes" not in plan and "SEARCH merkle_nodes USING INDEX" in plan, plan
+        else:
+            conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
+            plan = " | ".join(row[0] for row in conn.exec_driver_sql("EXPLAIN " + statement, parameters))
+            assert "Seq Scan" not in plan and "merkle_nodes_pkey" in plan, plan

@@ -10,10 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.exc import OperationalError
 
-from registry.core.db import make_engine
+from registry.core.db import make_engine, ping_after_idle
 from tests.support.databases import database_url, postgres_base_url
 
 
@@ -58,3 +58,31 @@ def test_a_connection_used_a_moment_ago_is_not_pinged_and_the_pool_recovers_afte
         _pid(engine)
     assert _pid(engine) != first  # that failure invalidated the pool: the next checkout connects afresh
     engine.dispose()
+
+
+def test_a_failed_ping_replaces_every_older_connection_not_only_the_pinged_one(pg_url: str) -> None:
+    """The database restarts while the pool holds a rested connection and one used a moment ago. The first
+    checkout pings the rested one and finds it dead: that must retire the recent one too (as pool_pre_ping
+    did), or the next request is handed a dead connection nobody pings."""
+    now = [0.0]
+    engine = create_engine(pg_url, pool_size=10, max_overflow=20)
+    ping_after_idle(engine, 5.0, clock=lambda: now[0])
+    rested, recent = engine.connect(), engine.connect()
+    pids = [_backend(rested), _backend(recent)]
+    rested.close()  # returned at t=0
+    now[0] = 100.0
+    recent.close()  # returned at t=100
+    now[0] = 104.0  # one rested 104 s, the other 4 s
+    for pid in pids:
+        _kill(pid)  # the database restarts
+    with engine.connect() as first:  # the pool hands out the oldest: pinged, found dead, the pool invalidated
+        assert first.scalar(text("select 1")) == 1
+        with engine.connect() as second:  # not the recent dead one: a fresh connection
+            assert _backend(second) not in pids
+    engine.dispose()
+
+
+def _backend(conn: Connection) -> int:
+    pid = conn.scalar(text("select pg_backend_pid()"))
+    assert isinstance(pid, int)
+    return pid

@@ -297,3 +297,14 @@ def test_a_one_file_version_is_scanned_without_the_statements_it_no_longer_needs
     assert count("SELECT VERSION_FILES.DIGEST", "version_files") == 1  # the expansion's; the finish reads rows
     assert count("SELECT VERSION_FILES.VERSION_ID", "version_files") == 1
     assert count("UPDATE SCAN_JOBS", "scan_jobs") == 2  # the claim, then the finish (no lease renewal between)
+
+
+def test_the_job_row_names_the_worker_that_finished_it(reg: Reg, ctx: RegistryContext) -> None:
+    """A job expanded by one worker (which then died) and finished by another with its last result: the row
+    says who finished it, as it did when the finish renewed the lease first."""
+    version_id = _commit(reg, "taken", {"only.json": b'{"only": 1}'})
+    assert tasks.claim_job(ctx, "dead", LEASE_S) is not None  # expands, then dies before taking any task
+    _drain(ctx, "live")
+    with reg.session() as s:
+        job = s.scalar(select(ScanJob).where(ScanJob.version_id == version_id))
+        assert job is not None and job.state == "done" and job.claimed_by == "live"
