@@ -19,7 +19,7 @@ from rich.tree import Tree
 
 from registry.client.http import MirClient, MirError
 from registry.core.names import InvalidNameError, parse_ref
-from registry.core.schemas import EDGE_TYPES, parse_parent_spec
+from registry.core.parent_specs import EDGE_TYPES, parse_parent_spec
 from registry.policy.synthetic_limits import one_line
 
 out = Console(soft_wrap=True)

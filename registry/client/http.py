@@ -25,7 +25,7 @@ from registry.client.early_upload import EARLY_MIN, ChangedWhilePushed, EarlyUpl
 from registry.client.progress import Advance, NoProgress, Progress
 from registry.client.upload import UploadNetworkError, send_file
 from registry.core.names import Ref, parse_ref
-from registry.core.schemas import parse_parent_spec
+from registry.core.parent_specs import parse_parent_spec
 from signing.hashing import HashProgress, hash_directory, hash_file
 from signing.keys import PrivateKey
 from signing.manifest import FileEntry, Manifest

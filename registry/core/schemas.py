@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from registry.core.names import KINDS, VERSION_MAX, VERSION_PATTERN
+from registry.core.parent_specs import EdgeType
 from signing.digests import InvalidDigestError, validate_digest
 
 # Documented here, checked by the routes with the naming rule's own message (400 ``invalid_name``).
@@ -75,20 +76,6 @@ class RevokeRequest(_Strict):
 
 # -- lineage declarations -------------------------------------------------------------------------------------
 
-EdgeType = Literal[
-    "trained_on",
-    "evaluated_on",
-    "fine_tuned_from",
-    "adapter_of",
-    "merged_from",
-    "quantized_from",
-    "distilled_from",
-    "converted_from",
-    "derived_from",
-    "generated_by",
-    "imported_from",
-]
-EDGE_TYPES: tuple[str, ...] = get_args(EdgeType)
 MAX_ATTRIBUTES = 32
 MAX_ATTRIBUTES_BYTES = 4096
 MAX_ATTRIBUTE_STRING = 1000
@@ -251,33 +238,6 @@ class QuarantineRequest(_Strict):
         if not value.strip():
             raise ValueError("a reason is required")
         return _check_text(value, "reason")
-
-
-def parse_parent_spec(text: str) -> dict[str, Any]:
-    """The command-line spelling of a parent, as a ``LineageParent`` body.
-
-    ``ns/name@version`` (a registry version or alias), ``hf:org/name@<commit>`` (``hf:datasets/...`` and
-    ``hf:spaces/...`` for other repo types), or ``https://host/file#sha256=<hex>`` (pip's hash fragment).
-    """
-    text = text.strip()
-    if text.startswith(("hf:", "hf://")):
-        rest = text.removeprefix("hf://") if text.startswith("hf://") else text.removeprefix("hf:")
-        repo, sep, revision = rest.rpartition("@")
-        if not sep:
-            raise ValueError(f"{text!r}: pin a commit, e.g. hf:org/name@<40-hex sha>")
-        repo_type = "model"
-        for prefix, kind in (("datasets/", "dataset"), ("spaces/", "space"), ("models/", "model")):
-            if repo.startswith(prefix):
-                repo, repo_type = repo.removeprefix(prefix), kind
-                break
-        return {"external": {"kind": "huggingface", "repo": repo, "revision": revision, "repo_type": repo_type}}
-    if "://" in text:
-        url, sep, fragment = text.partition("#")
-        algorithm, eq, hexdigest = fragment.partition("=")
-        if not sep or not eq:
-            raise ValueError(f"{text!r}: pin the content with a digest fragment, e.g. {url}#sha256=<64 hex>")
-        return {"external": {"kind": "url", "url": url, "digest": f"{algorithm}:{hexdigest}"}}
-    return {"ref": text}
 
 
 class KeyRequest(_Strict):

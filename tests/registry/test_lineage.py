@@ -28,7 +28,8 @@ from registry.audit.models import AuditEntry
 from registry.auth.tokens import Principal
 from registry.core.errors import ApiError
 from registry.core.names import parse_ref
-from registry.core.schemas import LineageDeclaration, parse_parent_spec
+from registry.core.parent_specs import parse_parent_spec
+from registry.core.schemas import LineageDeclaration
 from registry.lineage import edges as lineage
 from registry.lineage import exports, quarantine
 from registry.lineage import graph as lineage_graph
