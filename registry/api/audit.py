@@ -43,6 +43,7 @@ def list_entries(
     elif not (principal.is_admin or "read:*" in principal.scopes or "write:*" in principal.scopes):
         raise ApiError(403, "forbidden", "reading the whole audit log needs an admin or read:* token")
     with ctx.transaction() as s:
+        audit.settle(s)  # a change another process has committed is in the log before it is read
         rows = audit.list_entries(s, namespace=namespace, name=name, action=action, after=after, limit=limit)
         items = [audit.entry_to_dict(r) for r in rows]
         return {"items": items, "next": items[-1]["index"] if len(items) == limit else None,
@@ -54,6 +55,7 @@ def tree_head(ctx: Context, principal: CurrentPrincipal) -> dict[str, Any]:
     """The latest signed tree head (RFC 9162 root over every entry so far)."""
     signer = ctx.signer
     with ctx.transaction() as s:
+        audit.settle(s)  # the head covers every change committed before this request
         return audit.current_tree_head(s, signer, ctx.settings.log_id).to_dict()
 
 

@@ -95,8 +95,10 @@ def _drop_pending(session: Session, transaction: SessionTransaction) -> None:
 def settle(session: Session) -> None:
     """Make every event committed so far part of the log (PostgreSQL: run or wait for a sequencer pass).
 
-    For readers that must find the entry of a change another request has just committed: that request's
-    pass may still be running. Call it outside any lock on ``audit_state`` (readers never take one).
+    For readers that must find the entry of a change another process has just committed: its pass may still
+    be running, or not have started (a scan worker descheduled between its commit and its pass, which let a
+    client see a verdict whose audit entries were not in the log yet). The audit routes call it before they
+    read. Call it outside any lock on ``audit_state`` (readers never take one).
     """
     bind = session.get_bind()
     if bind.dialect.name != "sqlite":  # on SQLite events join the log inside their own transaction

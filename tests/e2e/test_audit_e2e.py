@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
@@ -95,3 +96,30 @@ def test_bad_proof_requests(server: LiveServer, bad: dict[str, int]) -> None:
     with MirClient(server.url, server.admin_token) as client:
         response = client._http.get("/v1/audit/proof/consistency", params=bad)
     assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_tree_size"
+
+
+def test_an_event_committed_by_another_process_is_in_the_log_the_moment_it_is_read(tmp_path: Path) -> None:
+    """A process commits a change and its audit event (queued with it), then is descheduled before its
+    sequencer pass, as a niced scan worker is under load: a client that already sees the change (a verdict)
+    must find its entry in the log and under the signed head, not a moment later."""
+    no_worker = {"MIR_EMBEDDED_WORKERS": "0"}
+    with (database_url("postgresql", tmp_path) as url, live_server(url, tmp_path, env=no_worker) as server,
+          MirClient(server.url, server.admin_token) as admin):
+        before = admin.json("GET", "/v1/audit/tree-head")["tree_size"]
+        engine = create_engine(url)
+
+        def committed_elsewhere(name: str) -> None:  # the other process's transaction: queued, no pass after it
+            with engine.begin() as conn:
+                conn.execute(text("INSERT INTO audit_queue (at, actor, action, namespace, name, version, details) "
+                                  "VALUES (now(), 'scan-worker w', 'scan.completed', 'acme', :n, '1', '{}')"),
+                             {"n": name})
+
+        committed_elsewhere("late")
+        entries = admin.json("GET", "/v1/audit/entries", params={"artifact": "acme/late"})["items"]
+        assert [e["action"] for e in entries] == ["scan.completed"]
+        assert admin.json("GET", "/v1/audit/tree-head")["tree_size"] == before + 1
+        committed_elsewhere("later")  # the web page reads the log the same way
+        page = httpx.get(f"{server.url}/ui/audit", params={"artifact": "acme/later"}, timeout=60,
+                         headers={"Authorization": f"Bearer {server.admin_token}"})
+        assert page.status_code == 200 and "scan.completed" in page.text
+        engine.dispose()
