@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
+from registry.audit import log as audit
 from registry.auth.sessions import end_session, start_session
 from registry.auth.tokens import CurrentPrincipal, authenticate
 from registry.core.errors import ApiError
@@ -188,6 +189,7 @@ def audit_page(
     signer = ctx.signer
     entries: dict[str, Any] | None = None
     with ctx.transaction() as s:
+        audit.settle(s)  # every change committed before this page (by any process) is in the log it shows
         head = views.tree_head(s, signer, ctx.settings.log_id)
         if artifact or whole_log:
             entries = views.audit_entries(s, namespace=namespace, name=name, action=action or None,
