@@ -13,7 +13,7 @@ import pytest
 
 from registry.client.http import MirClient
 from tests.support.gate import wait_scanned
-from tests.support.server import LiveServer, live_server
+from tests.support.server import LiveServer, child_pids, live_server
 from tests.support.trees import model_dir
 
 
@@ -141,18 +141,11 @@ def test_json_logs_carry_the_request_id_and_no_secret(db_url: str, tmp_path: Pat
 def test_the_embedded_scan_worker_yields_the_cpu_to_the_api(server: LiveServer) -> None:
     """``mir serve``'s scan worker runs ``MIR_EMBEDDED_WORKER_NICE`` (10) steps below the API process, so a push
     never queues behind a scan on a shared machine."""
-    children = _children(server.process.pid)
+    children = child_pids(server.process.pid)
     workers = [pid for pid in children if b"worker" in Path(f"/proc/{pid}/cmdline").read_bytes()]
     assert workers, f"no embedded scan worker among {children}"
     api_nice = _nice(server.process.pid)
     assert all(_nice(pid) == min(api_nice + 10, 19) for pid in workers)
-
-
-def _children(pid: int) -> list[int]:
-    found: list[int] = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        found.extend(int(c) for c in (task / "children").read_text().split())
-    return found
 
 
 def _nice(pid: int) -> int:

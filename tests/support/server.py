@@ -106,7 +106,7 @@ def live_server(
         creds = json.loads((config_dir / "credentials.json").read_text())
         yield LiveServer(url, creds["token"], data_dir, config_dir, database_url, process, log_path, env or {})
     finally:
-        children = _children(process.pid)
+        children = child_pids(process.pid)
         process.terminate()
         try:
             process.wait(timeout=15)
@@ -116,7 +116,8 @@ def live_server(
         _wait_gone(children)  # scan workers must be gone before the test drops their database
 
 
-def _children(pid: int) -> list[int]:
+def child_pids(pid: int) -> list[int]:
+    """The processes ``pid`` started from its main thread (``mir serve``'s scan workers)."""
     try:
         return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
     except OSError:
