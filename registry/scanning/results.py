@@ -21,6 +21,7 @@ from registry.artifacts.models import Version, VersionFile
 from registry.artifacts.versions import COMMITTED
 from registry.audit import log as audit
 from registry.core.context import RegistryContext
+from registry.core.db import batches
 from registry.core.tables import utcnow
 from registry.lineage import quarantine
 from registry.lineage.graph import CanRead, everyone
@@ -111,9 +112,9 @@ def unlisted_globals(result: ScanResult) -> list[str]:
 
 
 def latest_verdicts(session: Session, digests: list[str]) -> dict[str, str]:
-    if not digests:
-        return {}
-    return {digest: verdict for digest, verdict in session.execute(_LATEST_VERDICTS, {"digests": digests})}
+    """The verdict of the latest current-scanner result of each of ``digests`` (those that have one)."""
+    return {digest: verdict for part in batches(list(dict.fromkeys(digests)))
+            for digest, verdict in session.execute(_LATEST_VERDICTS, {"digests": part})}
 
 
 def results_for(session: Session, version_id: int) -> dict[str, ScanResult]:
@@ -123,9 +124,8 @@ def results_for(session: Session, version_id: int) -> dict[str, ScanResult]:
 
 def latest_results(session: Session, digests: list[str]) -> dict[str, ScanResult]:
     """The latest current-scanner result for each of ``digests`` (those that have one)."""
-    if not digests:
-        return {}
-    return {r.blob_digest: r for r in session.scalars(_LATEST_RESULTS, {"digests": list(dict.fromkeys(digests))})}
+    return {r.blob_digest: r for part in batches(list(dict.fromkeys(digests)))
+            for r in session.scalars(_LATEST_RESULTS, {"digests": part})}
 
 
 def _scan_times(session: Session, version_id: int) -> list[datetime]:
@@ -153,11 +153,12 @@ def seen_by_version(session: Session, version_id: int) -> dict[str, list[tuple[S
     if not digests or not times:
         return seen
     rows: dict[str, list[ScanResult]] = {d: [] for d in digests}
-    for row in session.scalars(
-        select(ScanResult).where(ScanResult.blob_digest.in_(digests), ScanResult.scanner == SCANNER_NAME,
-                                 ScanResult.created_at <= times[-1]).order_by(ScanResult.id)
-    ):
-        rows[row.blob_digest].append(row)
+    for part in batches(digests):  # each digest is in one slice, so its rows stay in id order
+        for row in session.scalars(
+            select(ScanResult).where(ScanResult.blob_digest.in_(part), ScanResult.scanner == SCANNER_NAME,
+                                     ScanResult.created_at <= times[-1]).order_by(ScanResult.id)
+        ):
+            rows[row.blob_digest].append(row)
     for digest, results in rows.items():
         used: dict[int, tuple[ScanResult, datetime]] = {}
         for t in times:
@@ -233,16 +234,14 @@ def refresh_sharers(session: Session, version_id: int, digests: set[str]) -> Non
 
     Their job finds current results for those blobs, so it only re-aggregates (and quarantines if malicious).
     """
-    if not digests:
-        return
     open_jobs = select(ScanJob.version_id).where(ScanJob.state.in_((QUEUED, RUNNING)))
-    sharers = session.scalars(
-        select(Version).where(
+    sharers: dict[int, Version] = {}
+    for part in batches(sorted(digests)):
+        sharers.update((v.id, v) for v in session.scalars(select(Version).where(
             Version.id != version_id, Version.state == COMMITTED, Version.id.not_in(open_jobs),
-            Version.id.in_(select(VersionFile.version_id).where(VersionFile.digest.in_(digests))),
-        ).order_by(Version.id)
-    )
-    for version in sharers:
+            Version.id.in_(select(VersionFile.version_id).where(VersionFile.digest.in_(part))),
+        )))
+    for _id, version in sorted(sharers.items()):
         enqueue(session, version, mark_pending=False)
 
 
