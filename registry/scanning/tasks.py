@@ -13,6 +13,10 @@ the job's finalisation (contamination step, verdict, quarantine, audit), renewin
 worker dies or fails, the job (still running, every task done) is finalised by the next worker once that lease
 runs out, at most ``MAX_ATTEMPTS`` times; the finishing transaction locks the job and ends it only if it is
 still running, so ``scan.completed`` is recorded once.
+
+A worker whose database fails just as it records an outcome (a task's failure or result, a failed finish's
+release) keeps what it holds (:class:`NotHandedBack`) and hands it back on its next loops, once the database
+answers, rather than leaving it claimed until the lease runs out.
 """
 
 from __future__ import annotations
@@ -61,6 +65,36 @@ class ClaimedTask:
     job_id: int
     digest: str
     attempts: int
+
+
+class NotHandedBack(Exception):
+    """A task or job this worker claimed, whose outcome it could not record nor hand back: the database failed.
+
+    Left alone it would stay claimed until its lease ran out (an hour by default) although its worker is alive.
+    The worker keeps it and hands it back with :func:`hand_back` on its next loops, once the database answers:
+    a task goes back to the queue (the attempt counts), a job to whichever worker finishes it next.
+    """
+
+    def __init__(self, reason: str, *, task: ClaimedTask | None = None, job_id: int | None = None) -> None:
+        held = f"task {task.id}" if task is not None else f"job {job_id}"
+        super().__init__(f"could not hand back {held}: {reason}")
+        self.reason, self.task, self.job_id = reason, task, job_id
+
+
+def hand_back(ctx: RegistryContext, owed: list[NotHandedBack], worker: str) -> list[NotHandedBack]:
+    """Hand back what earlier loops could not; returns what still could not be (the database still fails)."""
+    left = []
+    for item in owed:
+        try:
+            if item.task is not None:
+                if fail_task(ctx, item.task, worker, item.reason):
+                    finalise(ctx, item.task.job_id, worker)
+            elif item.job_id is not None:
+                _release_job(ctx, item.job_id, worker)
+        except Exception:
+            log.warning("could not hand back scan work yet (%s); retrying on the next loop", item, exc_info=True)
+            left.append(item)
+    return left
 
 
 def default_worker_id() -> str:
@@ -131,7 +165,11 @@ def run_task(ctx: RegistryContext, task: ClaimedTask, worker: str) -> bool:
         # The kind of failure only: the reason reaches the job's error and its scan.failed audit entry, which
         # the namespace's readers read, and the message may name the store's endpoint, bucket and keys or the
         # worker's paths (the log above has it in full).
-        return fail_task(ctx, task, worker, type(exc).__name__[:MAX_REASON])
+        reason = type(exc).__name__[:MAX_REASON]
+        try:
+            return fail_task(ctx, task, worker, reason)
+        except Exception as db_error:
+            raise NotHandedBack(reason, task=task) from db_error
     return _complete_task(ctx, task, worker, report)
 
 
@@ -163,7 +201,10 @@ def _complete_task(ctx: RegistryContext, task: ClaimedTask, worker: str, report:
         return _store_and_finish(ctx, task, worker, report, finish_here=True)
     except Exception:
         log.exception("finishing scan job %s with its last result failed; finishing it apart", task.job_id)
+    try:
         return _store_and_finish(ctx, task, worker, report, finish_here=False)
+    except Exception as exc:  # the result is lost: the task goes back to the queue, to be scanned again
+        raise NotHandedBack(f"result not stored: {type(exc).__name__}"[:MAX_REASON], task=task) from exc
 
 
 def _store_and_finish(
@@ -341,10 +382,18 @@ def finalise(ctx: RegistryContext, job_id: int, worker: str) -> None:
             _finish(s, job, worker, contamination, failed, previous)
     except Exception:
         log.exception("finishing scan job %s failed; it will be retried", job_id)
-        with ctx.transaction() as s:
-            job = _lock_job(s, job_id)
-            if job is not None and job.state == RUNNING and job.claimed_by == worker:
-                job.claimed_at, job.error = None, FINISH_FAILED
+        try:
+            _release_job(ctx, job_id, worker)
+        except Exception as exc:
+            raise NotHandedBack(type(exc).__name__, job_id=job_id) from exc
+
+
+def _release_job(ctx: RegistryContext, job_id: int, worker: str) -> None:
+    """A job whose finish failed goes to the next worker at once (its lease cleared), if this one still holds it."""
+    with ctx.transaction() as s:
+        job = _lock_job(s, job_id)
+        if job is not None and job.state == RUNNING and job.claimed_by == worker:
+            job.claimed_at, job.error = None, FINISH_FAILED
 
 
 def _contamination(ctx: RegistryContext, version_id: int) -> Verdict | None:

@@ -11,7 +11,7 @@ from registry.core.context import RegistryContext
 from registry.core.heap import freeze_startup_objects
 from registry.core.settings import Settings
 from registry.scanning.results import queue_upgrade_rescans
-from registry.scanning.tasks import run_once
+from registry.scanning.tasks import NotHandedBack, default_worker_id, hand_back, run_once
 
 log = logging.getLogger("mir.worker")
 
@@ -34,12 +34,19 @@ def run(settings: Settings, *, poll_s: float = 0.5, once: bool = False, parent_p
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
+    worker = default_worker_id()
+    owed: list[NotHandedBack] = []  # claimed work the database failed to take back; handed back when it answers
     while not stop.is_set():
         if parent_pid is not None and os.getppid() != parent_pid:
             log.info("parent mir serve (pid %s) is gone; worker exiting", parent_pid)
             return
+        owed = hand_back(ctx, owed, worker)
         try:
-            worked = run_once(ctx)
+            worked = run_once(ctx, worker)
+        except NotHandedBack as exc:
+            log.exception("scan worker loop error")
+            owed.append(exc)
+            worked = False
         except Exception:
             log.exception("scan worker loop error")
             worked = False

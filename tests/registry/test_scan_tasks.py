@@ -308,3 +308,100 @@ def test_the_job_row_names_the_worker_that_finished_it(reg: Reg, ctx: RegistryCo
     with reg.session() as s:
         job = s.scalar(select(ScanJob).where(ScanJob.version_id == version_id))
         assert job is not None and job.state == "done" and job.claimed_by == "live"
+
+
+class _Outage:
+    """The database refusing statements for a while, as during a restart: every statement from the first one
+    that starts with ``starts`` on, until ``end``."""
+
+    def __init__(self, ctx: RegistryContext, starts: str) -> None:
+        self.ctx, self.starts, self.down, self.refused = ctx, starts.upper(), False, 0
+        event.listen(ctx.engine, "before_cursor_execute", self)
+
+    def __call__(self, _conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if not self.down and statement.lstrip().upper().startswith(self.starts):
+            self.down = True
+        if self.down:
+            self.refused += 1
+            raise OperationalError(statement, {}, RuntimeError("the database is restarting (test)"))
+
+    def end(self) -> None:
+        event.remove(self.ctx.engine, "before_cursor_execute", self)
+
+
+def _task_row(reg: Reg, version_id: int) -> ScanTask:
+    with reg.session() as s:
+        row = s.scalar(select(ScanTask).join(ScanJob, ScanJob.id == ScanTask.job_id)
+                       .where(ScanJob.version_id == version_id))
+        assert row is not None
+        return row
+
+
+def test_a_failed_scan_the_database_would_not_take_back_is_handed_back_once_it_answers(
+        reg: Reg, ctx: RegistryContext, other: RegistryContext) -> None:
+    """The scan fails and so does the database, as the worker puts the task back: the worker keeps it and hands
+    it back on a later loop, so another worker takes it at once instead of after the lease (an hour)."""
+    version_id = _commit(reg, "outage", {"model.bin": b"weights that vanish"})
+    reg.blobs.path_for("sha256:" + hashlib.sha256(b"weights that vanish").hexdigest()).unlink()
+    outage = _Outage(ctx, "UPDATE scan_tasks")
+    with pytest.raises(tasks.NotHandedBack) as raised:
+        tasks.run_once(ctx, "w")
+    assert outage.refused and raised.value.task is not None and raised.value.reason == "FileNotFoundError"
+    assert _task_row(reg, version_id).state == "running"
+    assert tasks.run_once(other, "o") is False  # held by "w" until its lease runs out
+    assert tasks.hand_back(ctx, [raised.value], "w") == [raised.value]  # the database still refuses
+    outage.end()
+    assert tasks.hand_back(ctx, [raised.value], "w") == []
+    row = _task_row(reg, version_id)
+    assert (row.state, row.attempts, row.error) == ("queued", 1, "attempt 1 of 3 failed: FileNotFoundError")
+    _drain(other, "o")
+    row = _task_row(reg, version_id)
+    assert (row.state, row.claimed_by, row.attempts) == ("done", "o", MAX_ATTEMPTS)
+    assert _state(reg, version_id)[0] == "error"
+
+
+def test_a_result_the_database_would_not_store_sends_its_task_back_to_be_scanned_again(
+        reg: Reg, ctx: RegistryContext) -> None:
+    version_id = _commit(reg, "unstored", {"only.json": b'{"only": 1}'})
+    outage = _Outage(ctx, "INSERT INTO scan_results")
+    with pytest.raises(tasks.NotHandedBack) as raised:
+        tasks.run_once(ctx, "w")
+    assert raised.value.reason == "result not stored: OperationalError"
+    outage.end()
+    assert tasks.hand_back(ctx, [raised.value], "w") == []
+    assert _task_row(reg, version_id).state == "queued"
+    _drain(ctx, "w")
+    assert _state(reg, version_id) == ("clean", {"only.json": "clean"})
+    assert _audited(reg, "scan.completed", "unstored") == 1
+
+
+def test_a_finish_the_database_would_not_release_is_released_once_it_answers(
+        reg: Reg, ctx: RegistryContext, other: RegistryContext) -> None:
+    """The finish fails (its audit entry is refused, with the last result and again apart) and the database
+    goes on refusing as the worker releases the job: the worker releases it later, and another finishes it."""
+    version_id = _commit(reg, "unreleased", {"only.json": b'{"only": 1}'})
+    audits: list[str] = []
+
+    def refuse(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO AUDIT_QUEUE"):
+            audits.append(statement)
+        if audits and (audits[-1] is statement or len(audits) >= 2):  # down from finalise's finish on
+            raise OperationalError(statement, {}, RuntimeError("the database is restarting (test)"))
+
+    event.listen(ctx.engine, "before_cursor_execute", refuse)
+    try:
+        with pytest.raises(tasks.NotHandedBack) as raised:
+            tasks.run_once(ctx, "w")
+        assert raised.value.job_id is not None and raised.value.task is None
+        assert len(audits) == 2  # the finish with the last result, then finalise's
+        assert tasks.run_once(other, "o") is False  # still held by "w"
+        assert tasks.hand_back(ctx, [raised.value], "w") == [raised.value]
+    finally:
+        event.remove(ctx.engine, "before_cursor_execute", refuse)
+    assert tasks.hand_back(ctx, [raised.value], "w") == []
+    assert tasks.run_once(other, "o") is True
+    assert _state(reg, version_id) == ("clean", {"only.json": "clean"})
+    assert _audited(reg, "scan.completed", "unreleased") == 1
+    with reg.session() as s:
+        job = s.scalar(select(ScanJob).where(ScanJob.version_id == version_id))
+        assert job is not None and (job.state, job.claimed_by, job.error) == ("done", "o", None)
