@@ -149,3 +149,19 @@ def verifying_keys(envelope: Envelope, public_keys: Iterable[PublicKey]) -> list
     message = envelope.pae()
     keys = list(public_keys)
     return [k for k in keys if any(verify_message(k, s.sig, message) for s in envelope.signatures)]
+
+
+def signed_json_payload(envelope: Any, key: PublicKey, payload_type: str) -> dict[str, Any] | None:
+    """The JSON object a DSSE envelope (as parsed JSON) carries, if it is of ``payload_type`` and ``key`` signed
+    it; None if it is anything else (malformed, another type, unsigned by ``key``, not a JSON object)."""
+    try:
+        env = Envelope.from_dict(envelope)
+    except EnvelopeFormatError:
+        return None
+    if env.payload_type != payload_type or not any(verify_message(key, s.sig, env.pae()) for s in env.signatures):
+        return None
+    try:
+        payload = json.loads(env.payload)
+    except ValueError:
+        return None
+    return payload if isinstance(payload, dict) else None

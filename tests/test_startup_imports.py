@@ -36,3 +36,11 @@ def test_the_cli_does_not_build_the_servers_request_models() -> None:
     code = "import sys, registry.cli.main; print('registry.core.schemas' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "False"
+
+
+def test_the_cli_does_not_import_the_policy_engine_or_pydantic() -> None:
+    """pydantic (via the policy engine's documents, ~0.1 s with cached bytecode) is for the commands that check a
+    verification bundle offline; `mir push`, `mir pull` and online verification start without it."""
+    code = "import sys, registry.cli.main; print(sorted({'pydantic', 'registry.policy.engine'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == "[]"

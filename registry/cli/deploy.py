@@ -13,9 +13,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from registry.client import offline as verify_bundle_cli
 from registry.client import verify_online
-from registry.client.bundles import Subject
 from registry.client.http import MirClient, MirError
 from registry.client.job_runner import run_job
 from registry.client.private_copy import CopyRefused, PrivateCopy, make_private_copy, remove_copy
@@ -118,6 +116,9 @@ def run_command(
         env = dict(os.environ)
         local = copy.manifest if copy is not None else None
         if bundle is not None:
+            from registry.client import offline as verify_bundle_cli  # the policy engine: only for --bundle
+            from registry.client.bundles import Subject
+
             code = verify_bundle_cli.run(
                 bundle, directory, key_paths=key or [], revoked=[], registry_key_path=registry_key,
                 max_bundle_age=max_bundle_age, subject=Subject(wanted.repo, wanted.ref or "latest"), local=local,

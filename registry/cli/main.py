@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -14,6 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from registry import __version__
 from registry.cli import audit as cli_audit
 from registry.cli import deploy as cli_deploy
 from registry.cli import hf as cli_hf
@@ -45,7 +45,7 @@ T = TypeVar("T")
 
 def _print_version(value: bool) -> None:
     if value:
-        out.print(f"mir {package_version('mir')}")
+        out.print(f"mir {__version__}")
         raise typer.Exit()
 
 

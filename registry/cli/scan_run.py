@@ -9,13 +9,13 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
-from importlib.metadata import version as package_version
 from pathlib import Path
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from registry import __version__
 from scanners import Finding, Limits, Report, Verdict, scan_path
 from scanners.globals_policy import trust_refusal
 from scanners.sandbox import scan_path_sandboxed
@@ -112,7 +112,7 @@ def run(paths: list[Path], fmt: str, sandbox: bool, verbose: bool, trust_global:
     if fmt == "json":
         typer.echo(json.dumps([r.to_dict() for r in reports], indent=2))
     elif fmt == "sarif":
-        typer.echo(json.dumps(to_sarif(reports, tool_version=package_version("mir"), base=Path.cwd()), indent=2))
+        typer.echo(json.dumps(to_sarif(reports, tool_version=__version__, base=Path.cwd()), indent=2))
     else:
         console = Console()
         console.print(_table(reports, verbose))

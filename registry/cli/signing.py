@@ -27,7 +27,6 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from registry.client import offline as verify_bundle_cli
 from registry.policy.statements import BUNDLE_MEDIA_TYPE
 from signing.bundle import BundleFormatError, parse_bundle
 from signing.compat import check_compat
@@ -382,6 +381,8 @@ def register(app: typer.Typer, *, online_verify: OnlineVerify | None = None) -> 
     ) -> None:
         """Check that DIR is exactly what a trusted key signed. Exit 0 only if everything holds."""
         if offline and bundle is not None and directory is None and _is_mir_bundle(bundle):
+            from registry.client import offline as verify_bundle_cli  # the policy engine: only for mir bundles
+
             raise typer.Exit(verify_bundle_cli.run(bundle, Path(target), key_paths=key or [],
                                                    revoked=revoked_key_id or [], registry_key_path=registry_key,
                                                    workers=workers, max_bundle_age=max_bundle_age))

@@ -25,8 +25,8 @@ from registry.policy import engine as policy_engine
 from registry.policy.statements import ATTESTATION_KIND, ATTESTATION_TYPE, BUNDLE_MEDIA_TYPE
 from registry.policy.synthetic_limits import CHECK as SYNTHETIC_CHECK
 from registry.trust.signature_set import countersigned, trusted_signers
-from signing.dsse import Envelope, EnvelopeFormatError
-from signing.keys import KeyFormatError, PublicKey, key_id, load_public_key_pem, verify_message
+from signing.dsse import signed_json_payload
+from signing.keys import KeyFormatError, PublicKey, key_id, load_public_key_pem
 from signing.manifest import InvalidManifestError, Manifest
 from signing.merkle import ProofError, leaf_hash, verify_inclusion
 from signing.tree_head import SignedTreeHead, TreeHeadError, verify_tree_head
@@ -69,21 +69,6 @@ def load_bundle(data: bytes | str | dict[str, Any]) -> dict[str, Any]:
         if part not in bundle:
             raise BundleError(f"verification bundle has no {part!r}")
     return bundle
-
-
-def registry_signed(envelope: Any, key: PublicKey, payload_type: str) -> dict[str, Any] | None:
-    """The JSON payload of a DSSE envelope of ``payload_type`` signed by ``key``; None if it is anything else."""
-    try:
-        env = Envelope.from_dict(envelope)
-    except EnvelopeFormatError:
-        return None
-    if env.payload_type != payload_type or not any(verify_message(key, s.sig, env.pae()) for s in env.signatures):
-        return None
-    try:
-        payload = json.loads(env.payload)
-    except ValueError:
-        return None
-    return payload if isinstance(payload, dict) else None
 
 
 @dataclass(frozen=True)
@@ -139,7 +124,7 @@ def check_bundle(
     report.add("registry countersignature", counter_ok,
                "the registry signed exactly this manifest" if counter_ok else "missing or invalid")
 
-    att = registry_signed(bundle["attestation"], registry_key, ATTESTATION_TYPE)
+    att = signed_json_payload(bundle["attestation"], registry_key, ATTESTATION_TYPE)
     if att is None or (att.get("manifest_digest"), att.get("type")) != (manifest.digest(), ATTESTATION_KIND):
         report.add("attestation", False, "registry attestation missing, not signed by the registry key, or about "
                    "another manifest")

@@ -13,9 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from registry.client.bundles import registry_signed
-from registry.policy.engine import CLOCK_SKEW
-from registry.policy.statements import RECEIPT_TYPE
+from registry.policy.statements import CLOCK_SKEW, RECEIPT_TYPE
+from signing.dsse import signed_json_payload
 from signing.keys import PublicKey
 
 RECEIPT_KIND = "mir.verification-receipt.v1"
@@ -52,7 +51,7 @@ def check_receipt(
     envelope: Any, registry_key: PublicKey, expected: Expected, *, now: datetime | None = None
 ) -> dict[str, Any]:
     """The signed receipt's payload, if it is genuine and answers exactly ``expected``; else ReceiptError."""
-    payload = registry_signed(envelope, registry_key, RECEIPT_TYPE)
+    payload = signed_json_payload(envelope, registry_key, RECEIPT_TYPE)
     if payload is None or payload.get("type") != RECEIPT_KIND:
         raise ReceiptError("the answer carries no receipt signed by the pinned registry key")
     subject = {"reference": expected.reference, "artifact": expected.artifact, "version": expected.version,

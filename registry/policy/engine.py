@@ -18,14 +18,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from registry.policy.statements import CLOCK_SKEW
 from registry.policy.synthetic_limits import CHECK as SYNTHETIC_CHECK
 from registry.policy.synthetic_limits import check_limits
 
 # Formats that are data, not code or weights: always loadable (config.json, tokenizer files, README).
 DATA_FORMATS = frozenset({"text", "empty"})
 DEFAULT_BUNDLE_MAX_AGE = int(timedelta(days=7).total_seconds())
-# How far apart the registry's clock and a verifier's may be before a timestamp counts against it.
-CLOCK_SKEW = timedelta(seconds=60)
 SCAN_VERDICTS = ("clean", "suspicious", "error", "malicious")
 MAX_TRUSTED_GLOBALS = 1000
 
