@@ -91,6 +91,8 @@ def hand_back(ctx: RegistryContext, owed: list[NotHandedBack], worker: str) -> l
                     finalise(ctx, item.task.job_id, worker)
             elif item.job_id is not None:
                 _release_job(ctx, item.job_id, worker)
+        except NotHandedBack as still:  # the task went back, but the job it completed could not be released
+            left.append(still)
         except Exception:
             log.warning("could not hand back scan work yet (%s); retrying on the next loop", item, exc_info=True)
             left.append(item)

@@ -405,3 +405,28 @@ def test_a_finish_the_database_would_not_release_is_released_once_it_answers(
     with reg.session() as s:
         job = s.scalar(select(ScanJob).where(ScanJob.version_id == version_id))
         assert job is not None and (job.state, job.claimed_by, job.error) == ("done", "o", None)
+
+
+def test_a_last_attempt_handed_back_whose_job_cannot_be_released_keeps_the_job(
+        reg: Reg, ctx: RegistryContext, other: RegistryContext) -> None:
+    """Handing back a task on its last attempt dead-letters it and completes the job; when the database then
+    refuses the finish and the release too, the worker keeps the job (not the task, which is back) and
+    releases it later."""
+    version_id = _commit(reg, "last", {"model.bin": b"weights that vanish too"})
+    reg.blobs.path_for("sha256:" + hashlib.sha256(b"weights that vanish too").hexdigest()).unlink()
+    outage = _Outage(ctx, "UPDATE scan_tasks")
+    with pytest.raises(tasks.NotHandedBack) as raised:
+        tasks.run_once(ctx, "w")
+    outage.end()
+    with reg.session() as s:
+        s.execute(update(ScanTask).values(attempts=MAX_ATTEMPTS))
+    outage = _Outage(ctx, "INSERT INTO audit_queue")
+    left = tasks.hand_back(ctx, [raised.value], "w")
+    outage.end()
+    assert [(item.task, item.job_id is not None) for item in left] == [(None, True)]
+    assert _task_row(reg, version_id).state == "done"
+    assert tasks.run_once(other, "o") is False  # the job is still held by "w"
+    assert tasks.hand_back(ctx, left, "w") == []
+    assert tasks.run_once(other, "o") is True
+    assert _state(reg, version_id)[0] == "error"
+    assert _audited(reg, "scan.failed", "last") == 1
