@@ -16,7 +16,9 @@ still running, so ``scan.completed`` is recorded once.
 
 A worker whose database fails just as it records an outcome (a task's failure or result, a failed finish's
 release) keeps what it holds (:class:`NotHandedBack`) and hands it back on its next loops, once the database
-answers, rather than leaving it claimed until the lease runs out.
+answers, rather than leaving it claimed until the lease runs out. A commit that succeeded although the worker
+saw an error (a lost reply) is recognised by the task being done by this worker: then the job, if it is still
+this worker's and has nothing left, is finalised as it would have been.
 """
 
 from __future__ import annotations
@@ -93,8 +95,8 @@ def hand_back(ctx: RegistryContext, owed: list[NotHandedBack], worker: str) -> l
                 _release_job(ctx, item.job_id, worker)
         except NotHandedBack as still:  # the task went back, but the job it completed could not be released
             left.append(still)
-        except Exception:
-            log.warning("could not hand back scan work yet (%s); retrying on the next loop", item, exc_info=True)
+        except Exception as exc:  # one line per loop while the database is down, not a traceback
+            log.warning("could not hand back scan work yet (%s: %s); retrying on the next loop", item, exc)
             left.append(item)
     return left
 
@@ -215,6 +217,9 @@ def _store_and_finish(
     with ctx.transaction() as s:
         job = _lock_job(s, task.job_id)
         row = s.get(ScanTask, task.id, populate_existing=True)
+        if job is not None and row is not None and row.state == DONE and row.claimed_by == worker:
+            # This worker's own result committed though it saw an error (a lost reply to COMMIT).
+            return _still_ours_to_finish(s, job, worker)
         if job is None or row is None or job.state != RUNNING or row.state == DONE:
             # Our lease ran out and another worker finished the blob first: its result stands.
             log.info("task %s was finished by %s meanwhile; dropping this result", task.id,
@@ -268,14 +273,24 @@ def fail_task(ctx: RegistryContext, task: ClaimedTask, worker: str, reason: str)
     with ctx.transaction() as s:
         job = _lock_job(s, task.job_id)
         row = s.get(ScanTask, task.id, populate_existing=True)
-        if job is None or row is None or row.state != RUNNING or row.claimed_by != worker:
-            return False  # finished or taken over meanwhile
+        if job is None or row is None or row.claimed_by != worker:
+            return False  # taken over meanwhile
+        if row.state == DONE:  # this worker's own outcome committed though it saw an error (a lost reply)
+            return _still_ours_to_finish(s, job, worker)
+        if row.state != RUNNING:
+            return False
         if row.attempts < MAX_ATTEMPTS:
             row.state, row.error = QUEUED, f"attempt {row.attempts} of {MAX_ATTEMPTS} failed: {reason}"
             return False
         row.state, row.finished_at, row.error = DONE, utcnow(), DEAD + reason
         log.error("dead-lettered scan task %s (blob %s of job %s): %s", row.id, row.blob_digest, job.id, reason)
         return _took_last(s, job, worker)
+
+
+def _still_ours_to_finish(s: Session, job: ScanJob, worker: str) -> bool:
+    """Whether the locked job, whose last task this worker completed in a commit it did not see succeed, is
+    still this worker's to finalise (it holds the job and the job is not finished)."""
+    return job.claimed_by == worker and _none_left(s, job)
 
 
 def _took_last(s: Session, job: ScanJob, worker: str) -> bool:

@@ -34,23 +34,43 @@ def run(settings: Settings, *, poll_s: float = 0.5, once: bool = False, parent_p
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
-    worker = default_worker_id()
-    owed: list[NotHandedBack] = []  # claimed work the database failed to take back; handed back when it answers
-    while not stop.is_set():
-        if parent_pid is not None and os.getppid() != parent_pid:
-            log.info("parent mir serve (pid %s) is gone; worker exiting", parent_pid)
-            return
-        owed = hand_back(ctx, owed, worker)
+    loop = ScanLoop(ctx)
+    try:
+        while not stop.is_set():
+            if parent_pid is not None and os.getppid() != parent_pid:
+                log.info("parent mir serve (pid %s) is gone; worker exiting", parent_pid)
+                return
+            if not loop.step():
+                if once:
+                    return
+                stop.wait(poll_s)
+    finally:
+        loop.close()
+
+
+class ScanLoop:
+    """One worker's loop: its id, and the claimed work the database failed to take back (handed back on the
+    next steps, and once more when the loop ends; what is still owed then waits for its lease)."""
+
+    def __init__(self, ctx: RegistryContext, worker: str | None = None) -> None:
+        self.ctx, self.worker = ctx, worker or default_worker_id()
+        self.owed: list[NotHandedBack] = []
+
+    def step(self) -> bool:
+        """Hand back what is owed, then do one unit of work; False when there was nothing to do (or it failed)."""
+        self.owed = hand_back(self.ctx, self.owed, self.worker)
         try:
-            worked = run_once(ctx, worker)
+            return run_once(self.ctx, self.worker)
         except NotHandedBack as exc:
             log.exception("scan worker loop error")
-            owed.append(exc)
-            worked = False
+            self.owed.append(exc)
+            return True  # work was done and may remain: a --once run goes on (and hands it back next step)
         except Exception:
             log.exception("scan worker loop error")
-            worked = False
-        if not worked:
-            if once:
-                return
-            stop.wait(poll_s)
+            return False
+
+    def close(self) -> None:
+        if self.owed:
+            self.owed = hand_back(self.ctx, self.owed, self.worker)
+        if self.owed:
+            log.warning("%d claimed scan task(s) or job(s) left to their leases", len(self.owed))

@@ -34,6 +34,7 @@ from registry.scanning import tasks
 from registry.scanning.models import ScanJob, ScanTask
 from registry.scanning.queue import enqueue
 from registry.scanning.results import GAVE_UP, MAX_ATTEMPTS, results_for
+from registry.scanning.worker import ScanLoop
 from registry.web.metrics import RegistryStateCollector
 from signing.manifest import FileEntry, Manifest
 from tests.support.gate import MALICIOUS_PICKLE
@@ -430,3 +431,80 @@ def test_a_last_attempt_handed_back_whose_job_cannot_be_released_keeps_the_job(
     assert tasks.run_once(other, "o") is True
     assert _state(reg, version_id)[0] == "error"
     assert _audited(reg, "scan.failed", "last") == 1
+
+
+class _LostReply:
+    """The COMMIT reaches the database and succeeds, but the worker sees an error (the reply was lost): armed,
+    the next commit of this context's sessions raises once it is done."""
+
+    def __init__(self, ctx: RegistryContext) -> None:
+        self.ctx, self.armed, self.fired = ctx, True, 0
+        event.listen(ctx.sessions, "after_commit", self)
+
+    def __call__(self, _session: Any) -> None:
+        if self.armed:
+            self.armed, self.fired = False, self.fired + 1
+            raise ConnectionResetError("the reply to COMMIT was lost (test)")
+
+    def end(self) -> None:
+        event.remove(self.ctx.sessions, "after_commit", self)
+
+
+def test_a_dead_letter_that_committed_unseen_is_finished_by_its_worker_when_handed_back(
+        reg: Reg, ctx: RegistryContext, other: RegistryContext) -> None:
+    """The last attempt's dead letter commits (and with it the job's lease, renewed to this worker) but the
+    worker sees an error: handing it back finds the task done by this worker and finishes the job, instead of
+    dropping it and leaving the job claimed for the lease."""
+    version_id = _commit(reg, "unseen", {"model.bin": b"bytes that are gone"})
+    reg.blobs.path_for("sha256:" + hashlib.sha256(b"bytes that are gone").hexdigest()).unlink()
+    assert tasks.claim_job(ctx, "w", LEASE_S) is not None
+    with reg.session() as s:
+        s.execute(update(ScanTask).values(attempts=MAX_ATTEMPTS - 1))
+    held = tasks.claim_task(ctx, "w", LEASE_S)
+    assert held is not None and held.attempts == MAX_ATTEMPTS
+    lost = _LostReply(ctx)
+    try:
+        with pytest.raises(tasks.NotHandedBack) as raised:
+            tasks.run_task(ctx, held, "w")
+    finally:
+        lost.end()
+    assert lost.fired == 1 and _task_row(reg, version_id).state == "done"  # the dead letter did commit
+    assert tasks.hand_back(ctx, [raised.value], "w") == []
+    assert _state(reg, version_id)[0] == "error" and _audited(reg, "scan.failed", "unseen") == 1
+    assert tasks.run_once(other, "o") is False
+
+
+def test_a_datasets_last_result_that_committed_unseen_is_still_finalised(reg: Reg, ctx: RegistryContext) -> None:
+    """A dataset's last result commits (its contamination step runs after) but the worker sees an error: the
+    retry finds its own result and leaves the job to finalise, once, instead of to the lease."""
+    version_id = _commit(reg, "data", {"a.jsonl": b'{"text": "first row"}\n'}, kind="dataset")
+    assert tasks.claim_job(ctx, "w", LEASE_S) is not None
+    held = tasks.claim_task(ctx, "w", LEASE_S)
+    assert held is not None
+    lost = _LostReply(ctx)
+    try:
+        assert tasks.run_task(ctx, held, "w") is True  # for finalise, as when nothing went wrong
+    finally:
+        lost.end()
+    assert lost.fired == 1
+    tasks.finalise(ctx, held.job_id, "w")
+    assert _state(reg, version_id)[0] not in ("pending", None)
+    assert _audited(reg, "scan.completed", "data") + _audited(reg, "scan.failed", "data") == 1
+
+
+def test_the_worker_loop_hands_back_what_it_owes_when_it_ends(reg: Reg, ctx: RegistryContext) -> None:
+    """`mir worker` keeps what the database would not take back and hands it back on its next step or, at the
+    latest, when it stops (a --once run included): not left to the lease."""
+    version_id = _commit(reg, "looped", {"model.bin": b"weights that vanish in the loop"})
+    reg.blobs.path_for("sha256:" + hashlib.sha256(b"weights that vanish in the loop").hexdigest()).unlink()
+    loop = ScanLoop(ctx, "w")
+    outage = _Outage(ctx, "UPDATE scan_tasks")
+    assert loop.step() is True  # claimed and scanned: work was done, and some is owed
+    assert len(loop.owed) == 1 and _task_row(reg, version_id).state == "running"
+    loop.close()  # the database still refuses: left to the lease, said in the log
+    assert len(loop.owed) == 1
+    outage.end()
+    loop.close()
+    assert loop.owed == []
+    row = _task_row(reg, version_id)
+    assert (row.state, row.attempts) == ("queued", 1)
