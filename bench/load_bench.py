@@ -271,6 +271,17 @@ def pct(values: list[float], q: int) -> float:
 # -- the check afterwards ----------------------------------------------------------------------------------
 
 
+def audit_entries(client: MirClient, *, after: int = -1, action: str | None = None) -> Iterator[dict[str, Any]]:
+    """Every audit entry after index ``after`` (only ``action``'s, if given), a page of 1000 at a time."""
+    while True:
+        params: dict[str, Any] = {"after": after, "limit": 1000, **({"action": action} if action else {})}
+        page = client.json("GET", "/v1/audit/entries", params=params)
+        yield from page["items"]
+        if page["next"] is None:
+            return
+        after = page["next"]
+
+
 def scan_lag(url: str, token: str, committed: list[tuple[str, str]], load_ended: float,
              wait_s: float = 300.0) -> list[str]:
     """Wait until every committed version has its verdict, then print how long each waited for it after its
@@ -282,28 +293,15 @@ def scan_lag(url: str, token: str, committed: list[tuple[str, str]], load_ended:
     with MirClient(url, token) as c:
         deadline, seen = time.time() + wait_s, {"scan.completed": -1, "scan.failed": -1}
         while len(done) < len(wanted) and time.time() < deadline:
-            for action, after in seen.items():
-                while True:  # this action's entries since the last look
-                    page = c.json("GET", "/v1/audit/entries", params={"action": action, "after": after, "limit": 1000})
-                    for item in page["items"]:
-                        label = f"{item['artifact']}@{item['version']}"
-                        if label in wanted:
-                            done.setdefault(label, item["at"])
-                        after = max(after, item["index"])
-                    seen[action] = after
-                    if page["next"] is None:
-                        break
+            for action in seen:
+                for item in audit_entries(c, after=seen[action], action=action):  # since the last look
+                    if (label := f"{item['artifact']}@{item['version']}") in wanted:
+                        done.setdefault(label, item["at"])
+                    seen[action] = max(seen[action], item["index"])
             if len(done) < len(wanted):
                 time.sleep(1.0)
-        committed_at: dict[str, str] = {}
-        cursor = -1
-        while True:
-            page = c.json("GET", "/v1/audit/entries", params={"action": "version.committed", "after": cursor,
-                                                               "limit": 1000})
-            committed_at.update({f"{i['artifact']}@{i['version']}": i["at"] for i in page["items"]})
-            if page["next"] is None:
-                break
-            cursor = page["next"]
+        committed_at = {f"{i['artifact']}@{i['version']}": i["at"]
+                        for i in audit_entries(c, action="version.committed")}
     lags = [(datetime.fromisoformat(done[r]) - datetime.fromisoformat(committed_at[r])).total_seconds() * 1000
             for r in done if r in committed_at]
     last = max((datetime.fromisoformat(t).timestamp() for t in done.values()), default=load_ended)
@@ -349,18 +347,12 @@ def check(url: str, token: str, committed: list[tuple[str, str]], workdir: Path)
         head = signed.head
         opened: dict[str, int] = {}
         commits: dict[str, list[tuple[int, str, str]]] = {}
-        after = -1
-        while True:
-            page = c.json("GET", "/v1/audit/entries", params={"after": after, "limit": 1000})
-            for item in page["items"]:
-                label = f"{item['artifact']}@{item['version']}"
-                if item["action"] == "version.opened":
-                    opened.setdefault(label, item["index"])
-                elif item["action"] == "version.committed":
-                    commits.setdefault(label, []).append((item["index"], item["body"], item["leaf_hash"]))
-            if page["next"] is None:
-                break
-            after = page["next"]
+        for item in audit_entries(c):
+            label = f"{item['artifact']}@{item['version']}"
+            if item["action"] == "version.opened":
+                opened.setdefault(label, item["index"])
+            elif item["action"] == "version.committed":
+                commits.setdefault(label, []).append((item["index"], item["body"], item["leaf_hash"]))
         proven = 0
         for ref, _digest in committed:
             found = commits.get(ref, [])
